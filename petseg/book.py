@@ -438,3 +438,18 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+DATA_NOTE = "data_used.md"
+
+
+def write_data_note(text: str, root: Path | str | None = None) -> Path:
+    """Write the paragraph that the introduction includes about the data this build used.
+
+    Chapter 1 calls it; ``book/intro.md`` includes ``book/generated/data_used.md``.
+    """
+    folder = Path(root or default_root()) / GENERATED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / DATA_NOTE
+    path.write_text(text.rstrip() + "\n")
+    return path

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from petseg.data.cache import PreprocessedCache, build_cache, default_cache_dir
@@ -13,7 +15,7 @@ from petseg.data.dataset import PetSegDataset, balancing_multipliers
 from petseg.data.layout import DatasetNotFoundError, data_root_from_env, find_dataset_root, index_dataset
 from petseg.data.split import Split, make_split
 from petseg.data.transforms import CheckedAugmentation
-from petseg.data.validate import ValidationReport, check_dataset
+from petseg.data.validate import LoadedPair, ValidationReport, check_dataset, load_pair
 
 PROFILES = ("quick", "full")
 
@@ -73,6 +75,45 @@ class PreparedData:
         augmentation = CheckedAugmentation(strength=self.config["augmentation_strength"])
         return PetSegDataset(self.cache, self.split[split], augmentation=augmentation,
                              multipliers=self.multipliers, seed=self.config["seed"])
+
+    def original(self, stem: str) -> LoadedPair:
+        """The decoded, checked original image and label mask of ``stem`` (full resolution)."""
+        return load_pair(next(s for s in self.report.usable if s.stem == stem))
+
+    def preprocessed(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """The resized and padded image and mask of ``stem`` from the cache."""
+        position = self.cache.position(stem)
+        return np.array(self.cache.images[position]), np.array(self.cache.masks[position])
+
+    def split_table(self) -> pd.DataFrame:
+        """Images per breed (rows, with species) and split (columns), with totals."""
+        breed_of = {s.stem: (s.species, s.breed) for s in self.report.usable}
+        rows = [(*breed_of[stem], name) for name in ("train", "val", "test") for stem in self.split[name]]
+        frame = pd.DataFrame(rows, columns=["species", "breed", "split"])
+        table = pd.crosstab([frame.species, frame.breed], frame.split, margins=True, margins_name="total")
+        return table[["train", "val", "test", "total"]]
+
+    def balance_table(self, schemes: dict[str, dict[str, int] | None]) -> pd.DataFrame:
+        """Training items per epoch and species under each multiplier scheme (None = no multiplication)."""
+        species = [self.cache.species[self.cache.position(s)] for s in self.split.train]
+        rows = {}
+        for name, multipliers in schemes.items():
+            rows[name] = {sp: species.count(sp) * ((multipliers or {}).get(sp, 1)) for sp in sorted(set(species))}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def describe(self) -> str:
+        """One Markdown paragraph saying which data and settings this build used."""
+        totals = self.report.summary()["totals"]
+        breeds = sorted({s.breed for s in self.report.usable})
+        species = self.report.summary()["species"]
+        sizes = self.split.sizes()
+        return (
+            f"This build used **{totals['usable_pairs']} usable images of {len(breeds)} breeds** "
+            f"({', '.join(f'{n} {k}s' for k, n in species.items())}) from `{self.root}` "
+            f"({self.report.layout} layout, data fingerprint `{self.report.fingerprint}`), "
+            f"split into {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test images, "
+            f"preprocessed to {self.cache.size} x {self.cache.size} px (profile `{self.config['profile']}`)."
+        )
 
 
 def prepare_data(data: str | Path | None = None, profile: str = "quick", *, image_size: int | None = None,
