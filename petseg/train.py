@@ -1,0 +1,893 @@
+"""One training loop for every petseg model, plus evaluation and checkpoint loading.
+
+``train(model, train_set, val_set, config, run_dir)`` trains a segmentation model (``task="segmentation"``:
+logits ``[B, C, H, W]`` against masks with 255 = ignore) or an autoencoder (``task="reconstruction"``:
+an image in ``[0, 1]`` against the input image). Datasets yield ``(image [3, S, S] float, mask [S, S] int64)``.
+
+What a run leaves in ``run_dir`` (written by rank 0 only):
+
+* ``config.json``: ``{"task", "train": TrainConfig fields, "model": the build_model config or null,
+  "world_size"}``;
+* ``provenance.json``: the ``provenance`` dict given to :func:`train` (on a resume, the new one goes to
+  ``provenance.resume-<epoch>.json``);
+* ``metrics.jsonl``: one JSON object per finished epoch, appended as it happens (NaN written as null):
+  ``epoch`` (1-based), ``global_step``, ``lr``, ``train_loss``, ``val_loss``, ``time_s`` and, for
+  segmentation, ``val_miou``, ``val_mdice``, ``val_acc``, ``val_iou_<class>``, ``val_dice_<class>``; for
+  reconstruction ``val_ssim`` and ``val_psnr``;
+* ``last.pt`` (after every epoch) and ``best.pt`` (best ``val_miou``; lowest ``val_loss`` for
+  reconstruction), written atomically (temporary file + ``os.replace``). Both are complete training
+  states: model, optimizer, scheduler, grad scaler, epoch, global step, RNG states, configs.
+
+Reproducibility: ``train`` seeds python/numpy/torch from ``config.seed``, re-seeds them at the start of
+every epoch from ``(seed, epoch, rank)`` (the same for the data-loader generator and its workers) and
+enables ``torch.use_deterministic_algorithms(True, warn_only=True)`` for the duration of the call. An
+epoch therefore depends only on the model/optimizer state at its start, so two identical runs give the
+same metrics and ``resume=True`` after an interruption reproduces the uninterrupted run. Seed before you
+*build* the model (:func:`seed_everything`) so initial weights match too.
+
+Multi-GPU: launched under ``torchrun`` (``WORLD_SIZE > 1``) the loop initialises ``torch.distributed``
+(NCCL on CUDA, gloo on CPU), wraps the model in DistributedDataParallel and shards training data with a
+DistributedSampler (``batch_size`` is per process). Validation shards the validation set without padding
+and sums confusion matrices over processes, so the reported metrics are exactly those of the whole set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm.auto import tqdm
+
+from petseg.metrics import IGNORE_INDEX, NUM_CLASSES, ConfusionMatrix, per_image_metrics, to_binary
+
+__all__ = [
+    "SegmentationLoss",
+    "TrainConfig",
+    "build_loss",
+    "build_scheduler",
+    "evaluate",
+    "load_checkpoint",
+    "load_model_from_checkpoint",
+    "seed_everything",
+    "select_device",
+    "soft_dice_loss",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("segmentation", "reconstruction")
+SCHEDULERS = ("cosine", "onecycle", "constant")
+RECONSTRUCTION_LOSSES = ("l1", "mse")
+CHECKPOINT_FORMAT = 1
+# Changing any of these between an interrupted run and its resume would change the schedule.
+_RESUME_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "scheduler", "min_lr_ratio",
+                "max_steps_per_epoch", "seed", "dice_weight", "class_weights", "reconstruction_loss")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`train` (everything but the model and the data).
+
+    ``scheduler``: ``"cosine"`` (linear warm-up over ``warmup_epochs``, then cosine decay to
+    ``lr * min_lr_ratio``), ``"onecycle"`` (``torch.optim.lr_scheduler.OneCycleLR`` with
+    ``pct_start = warmup_epochs / epochs``) or ``"constant"`` (warm-up, then flat). The schedule is
+    stepped every optimisation step. ``device``: ``"auto"`` (cuda > mps > cpu) or any torch device string.
+    ``amp`` only takes effect on CUDA. ``max_steps_per_epoch`` caps the batches per epoch (quick runs).
+    ``batch_size`` is per process under torchrun.
+    """
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    scheduler: str = "cosine"
+    min_lr_ratio: float = 0.0
+    dice_weight: float = 0.0
+    class_weights: list[float] | None = None
+    grad_clip: float | None = 1.0
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+    reconstruction_loss: str = "l1"
+    amp: bool = True
+    amp_dtype: str = "float16"
+    eval_batch_size: int | None = None
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
+                             f"got {self.reconstruction_loss!r}")
+        if self.amp_dtype not in ("float16", "bfloat16"):
+            raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {self.amp_dtype!r}")
+        if self.warmup_epochs < 0 or self.dice_weight < 0:
+            raise ValueError("warmup_epochs and dice_weight must be >= 0")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError("max_steps_per_epoch must be >= 1 or None")
+        if self.class_weights is not None:
+            self.class_weights = [float(weight) for weight in self.class_weights]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a plain dict (e.g. a YAML section); unknown keys raise ValueError naming the valid ones."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------- seeds and devices
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, ``numpy`` and ``torch`` (all devices) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _derived_seed(*parts: int) -> int:
+    """A well-mixed 31-bit seed from integers (e.g. base seed, epoch, rank)."""
+    return int(np.random.SeedSequence([int(part) for part in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy and random from the worker's torch seed."""
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """``"auto"`` -> cuda if available, else mps, else cpu; any other string is used as given."""
+    if preference != "auto":
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@contextmanager
+def _deterministic_mode(enabled: bool) -> Iterator[None]:
+    """Enable deterministic algorithms (warn-only) inside the block and restore the previous setting."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[2], previous[3]
+
+
+# ------------------------------------------------------------------------------------------- losses
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                   eps: float = 1e-7) -> torch.Tensor:
+    """Soft Dice loss ``1 - mean_c dice_c`` of softmax(logits ``[B, C, H, W]``) against labels ``[B, H, W]``.
+
+    Sums run over the whole batch. Pixels labelled ``ignore_index`` contribute nothing, and the mean runs
+    over the classes present in the (valid) target of the batch; a batch without valid pixels gives 0
+    (with a gradient of zero).
+    """
+    num_classes = logits.shape[1]
+    valid = target != ignore_index
+    probabilities = logits.float().softmax(dim=1) * valid.unsqueeze(1)
+    safe_target = torch.where(valid, target, torch.zeros_like(target))
+    one_hot = F.one_hot(safe_target, num_classes).permute(0, 3, 1, 2).to(probabilities.dtype)
+    one_hot = one_hot * valid.unsqueeze(1)
+    dims = (0, 2, 3)
+    intersection = (probabilities * one_hot).sum(dims)
+    target_sum = one_hot.sum(dims)
+    cardinality = probabilities.sum(dims) + target_sum
+    dice = 2 * intersection / cardinality.clamp_min(eps)
+    present = target_sum > 0
+    if not bool(present.any()):
+        return probabilities.sum() * 0.0
+    return 1 - dice[present].mean()
+
+
+class SegmentationLoss(nn.Module):
+    """``CrossEntropy(weight=class_weights, ignore_index) + dice_weight * soft_dice_loss``."""
+
+    def __init__(self, class_weights: list[float] | None = None, dice_weight: float = 0.0,
+                 ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.register_buffer("class_weights", weight)
+        self.dice_weight = dice_weight
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Weighted mean over valid pixels, written out so that a batch without valid pixels gives 0, not NaN.
+        loss_sum = F.cross_entropy(logits.float(), target, weight=self.class_weights,
+                                   ignore_index=self.ignore_index, reduction="sum")
+        valid = target != self.ignore_index
+        if self.class_weights is None:
+            normaliser = valid.sum().to(loss_sum.dtype)
+        else:
+            normaliser = (self.class_weights[torch.where(valid, target, torch.zeros_like(target))] * valid).sum()
+        loss = loss_sum / normaliser.clamp_min(torch.finfo(torch.float32).tiny)
+        if self.dice_weight > 0:
+            loss = loss + self.dice_weight * soft_dice_loss(logits, target, self.ignore_index)
+        return loss
+
+
+class ReconstructionLoss(nn.Module):
+    """L1 or MSE between the reconstruction and the input image."""
+
+    def __init__(self, kind: str = "l1") -> None:
+        super().__init__()
+        if kind not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"reconstruction loss must be one of {RECONSTRUCTION_LOSSES}, got {kind!r}")
+        self.kind = kind
+
+    def forward(self, reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        if self.kind == "l1":
+            return F.l1_loss(reconstruction.float(), images.float())
+        return F.mse_loss(reconstruction.float(), images.float())
+
+
+def build_loss(task: str, config: TrainConfig) -> nn.Module:
+    """The loss of ``task`` configured by ``config`` (see :class:`SegmentationLoss`, :class:`ReconstructionLoss`)."""
+    if task == "segmentation":
+        return SegmentationLoss(config.class_weights, config.dice_weight)
+    if task == "reconstruction":
+        return ReconstructionLoss(config.reconstruction_loss)
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+# ---------------------------------------------------------------------------------------- schedules
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step LR schedule over ``config.epochs * steps_per_epoch`` steps (see :class:`TrainConfig`)."""
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = min(int(round(config.warmup_epochs * steps_per_epoch)), total_steps)
+    if config.scheduler == "onecycle":
+        pct_start = min(max(config.warmup_epochs / config.epochs, 1e-3), 0.999)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=total_steps,
+            pct_start=pct_start, anneal_strategy="cos", cycle_momentum=False)
+    min_ratio = config.min_lr_ratio
+    cosine = config.scheduler == "cosine"
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if not cosine:
+            return 1.0
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters: weight decay on weight matrices/kernels, none on biases and norm parameters."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameters")
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+# ------------------------------------------------------------------------------------- distributed
+
+
+@dataclasses.dataclass
+class _DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def _init_distributed(device_preference: str) -> _DistributedContext:
+    """Join the torchrun process group if ``WORLD_SIZE > 1`` (or reuse an initialised one)."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return _DistributedContext()
+    if dist.is_initialized():
+        rank = dist.get_rank()
+        return _DistributedContext(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return _DistributedContext()
+    use_cuda = torch.cuda.is_available() and device_preference in ("auto", "cuda")
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                               owns_group=True)
+
+
+def _process_device(config: TrainConfig, context: _DistributedContext) -> torch.device:
+    device = select_device(config.device)
+    if context.enabled:
+        if device.type == "cuda":
+            device = torch.device("cuda", context.local_rank)
+            torch.cuda.set_device(device)
+        elif device.type == "mps":
+            device = torch.device("cpu")  # no DDP backend for MPS
+    return device
+
+
+def _all_reduce_sum(values: list[float], context: _DistributedContext, device: torch.device) -> list[float]:
+    if not context.enabled:
+        return values
+    import torch.distributed as dist
+
+    reduce_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor(values, dtype=torch.float64, device=reduce_device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().tolist()
+
+
+def _barrier(context: _DistributedContext) -> None:
+    if context.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------------------- files
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace`` it into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_copy(source: Path, destination: Path) -> None:
+    tmp = destination.with_name(destination.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, destination)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays and NaN/inf floats into JSON-friendly values (NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(_jsonable(record)) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _progress_disabled() -> bool | None:
+    """``PETSEG_PROGRESS=0`` hides progress bars, ``=1`` forces them; unset: shown only on a TTY."""
+    setting = os.environ.get("PETSEG_PROGRESS")
+    if setting == "0":
+        return True
+    if setting == "1":
+        return False
+    return None
+
+
+def _rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state["cuda"]])
+
+
+def _as_tuples(value: Any) -> Any:
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, list | tuple) else value
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel) else model
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    scaler: torch.amp.GradScaler | None = None,
+                    map_location: str | torch.device = "cpu", strict: bool = True) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train` and return it as a dict.
+
+    If given, ``model`` (possibly DDP-wrapped), ``optimizer``, ``scheduler`` and ``scaler`` get their
+    states restored. A bare ``state_dict`` file is accepted too (for the model only). Keys include
+    ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``global_step``,
+    ``rng``, ``config`` (TrainConfig dict), ``task``, ``model_config``, ``best_metric``, ``record``.
+    Loaded with ``weights_only=True``.
+    """
+    checkpoint = torch.load(Path(path), map_location=map_location, weights_only=True)
+    if "model" not in checkpoint or not isinstance(checkpoint["model"], Mapping):
+        checkpoint = {"model": checkpoint}
+    _restore_states(checkpoint, model, optimizer, scheduler, scaler, strict)
+    return checkpoint
+
+
+def _restore_states(checkpoint: Mapping[str, Any], model: nn.Module | None,
+                    optimizer: torch.optim.Optimizer | None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+                    scaler: torch.amp.GradScaler | None, strict: bool = True) -> None:
+    if model is not None:
+        state = checkpoint["model"]
+        if any(key.startswith("module.") for key in state):
+            state = {key.removeprefix("module."): value for key, value in state.items()}
+        _unwrap(model).load_state_dict(state, strict=strict)
+    if optimizer is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler is not None and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+
+
+def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model with :func:`petseg.models.build_model` from a checkpoint's ``model_config`` and load
+    its weights (eval mode). Needs a model that was built by ``build_model``."""
+    from petseg.models import build_model
+
+    checkpoint = torch.load(Path(path), map_location=map_location, weights_only=True)
+    model_config = checkpoint.get("model_config")
+    if not model_config:
+        raise ValueError(f"{path} has no model_config (the model was not built by build_model); "
+                         "build the model yourself and call load_checkpoint(path, model)")
+    config = dict(model_config)
+    if config.get("name") == "ae_unet":
+        config["autoencoder_checkpoint"] = None  # the weights come from this checkpoint
+    model = build_model(config)
+    load_checkpoint(path, model, map_location=map_location)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------- evaluation
+
+
+def _batch_to_device(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(batch, list | tuple):
+        images = batch[0]
+        masks = batch[1] if len(batch) > 1 else None
+    else:
+        images, masks = batch, None
+    non_blocking = device.type == "cuda"
+    images = images.to(device, non_blocking=non_blocking)
+    if masks is not None:
+        masks = masks.to(device, non_blocking=non_blocking).long()
+    return images, masks
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, loader: DataLoader, device: torch.device, task: str, loss_fn: nn.Module,
+              autocast: Callable[[], Any], context: _DistributedContext, num_classes: int) -> dict[str, Any]:
+    """Validation loss and metrics over this process's shard, summed over processes."""
+    model.eval()
+    loss_sum, images_seen = 0.0, 0
+    meter = ConfusionMatrix(num_classes) if task == "segmentation" else None
+    image_metrics = None
+    if task == "reconstruction":
+        from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+        image_metrics = (StructuralSimilarityIndexMeasure(data_range=1.0).to(device),
+                         PeakSignalNoiseRatio(data_range=1.0).to(device))
+    for batch in loader:
+        images, masks = _batch_to_device(batch, device)
+        with autocast():
+            outputs = model(images)
+        if task == "segmentation":
+            loss = loss_fn(outputs, masks)
+            meter.update(outputs.argmax(dim=1), masks)
+        else:
+            loss = loss_fn(outputs, images)
+            reconstruction = outputs.float().clamp(0, 1)
+            for metric in image_metrics:
+                metric.update(reconstruction, images)
+        loss_sum += float(loss) * images.shape[0]
+        images_seen += images.shape[0]
+    loss_sum, images_seen = _all_reduce_sum([loss_sum, float(images_seen)], context, device)
+    results: dict[str, Any] = {"val_loss": loss_sum / images_seen if images_seen else float("nan")}
+    if meter is not None:
+        meter.all_reduce()
+        results.update(meter.summary(prefix="val_"))
+    else:
+        ssim, psnr = image_metrics
+        results.update({"val_ssim": float(ssim.compute()), "val_psnr": float(psnr.compute())})
+    return results
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, device: str | torch.device | None = None, batch_size: int = 8,
+             num_workers: int = 0, num_classes: int = NUM_CLASSES, amp: bool = False) -> dict[str, Any]:
+    """Evaluate a segmentation model (``model(images) -> logits [B, C, H, W]``) on a whole dataset.
+
+    Returns :meth:`ConfusionMatrix.compute`'s keys (``iou``, ``dice``, ``miou``, ``mdice``,
+    ``pixel_accuracy``, ``support``, ``confusion_matrix``, ``class_names``), ``binary`` (the same for
+    pet-vs-background) and ``per_image``: a dict of 1-D arrays ``[N]`` in dataset order, ready for
+    ``pandas.DataFrame(result["per_image"])``: ``iou_<class>`` and ``dice_<class>`` (NaN where the class is
+    in neither prediction nor target of that image), ``miou``, ``mdice``, ``pixel_accuracy``,
+    ``valid_pixels`` and ``pet_iou`` (pet-vs-background IoU; see :func:`petseg.metrics.per_image_metrics`).
+    ``device=None`` uses the model's device. The model's train/eval mode is restored afterwards.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = _unwrap(model).to(device)
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    meter = ConfusionMatrix(num_classes)
+    per_image: dict[str, list[np.ndarray]] = {}
+    use_amp = amp and device.type == "cuda"
+    try:
+        for batch in loader:
+            images, masks = _batch_to_device(batch, device)
+            if masks is None:
+                raise ValueError("evaluate needs a dataset of (image, mask) pairs")
+            with torch.autocast(device.type, enabled=use_amp):
+                predictions = model(images).argmax(dim=1)
+            meter.update(predictions, masks)
+            batch_metrics = per_image_metrics(predictions, masks, num_classes)
+            for key in ("iou", "dice"):
+                for class_index, name in enumerate(meter.class_names):
+                    per_image.setdefault(f"{key}_{name}", []).append(batch_metrics[key][:, class_index])
+            for key in ("miou", "mdice", "pixel_accuracy", "valid_pixels"):
+                per_image.setdefault(key, []).append(batch_metrics[key])
+            if num_classes > 2:
+                pet = per_image_metrics(to_binary(predictions), to_binary(masks), 2)
+                per_image.setdefault("pet_iou", []).append(pet["iou"][:, 1])
+    finally:
+        model.train(was_training)
+    results = meter.compute()
+    results["binary"] = meter.to_binary().compute()
+    results["per_image"] = {key: np.concatenate(values) for key, values in per_image.items()}
+    return results
+
+
+# ------------------------------------------------------------------------------------------ train
+
+
+def _make_train_loader(dataset: Dataset, config: TrainConfig, context: _DistributedContext,
+                       generator: torch.Generator, device: torch.device) -> tuple[DataLoader, Any]:
+    sampler = None
+    if context.enabled:
+        sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True,
+                                     seed=config.seed, drop_last=False)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=config.num_workers, worker_init_fn=seed_worker, generator=generator,
+                        pin_memory=device.type == "cuda", drop_last=False)
+    return loader, sampler
+
+
+def _make_val_loader(dataset: Dataset, config: TrainConfig, context: _DistributedContext,
+                     device: torch.device) -> DataLoader:
+    if context.enabled:  # an unpadded shard per process, so the summed metrics are exact
+        dataset = Subset(dataset, list(range(context.rank, len(dataset), context.world_size)))
+    return DataLoader(dataset, batch_size=config.eval_batch_size or config.batch_size, shuffle=False,
+                      num_workers=config.num_workers, worker_init_fn=seed_worker,
+                      pin_memory=device.type == "cuda")
+
+
+def _check_resumable(checkpoint: Mapping[str, Any], config: TrainConfig, task: str, steps_per_epoch: int,
+                     world_size: int) -> None:
+    saved = checkpoint.get("config", {})
+    current = config.to_dict()
+    differences = [f"{key}: {saved.get(key)!r} -> {current[key]!r}" for key in _RESUME_KEYS
+                   if saved.get(key) != current[key]]
+    if checkpoint.get("task") != task:
+        differences.append(f"task: {checkpoint.get('task')!r} -> {task!r}")
+    if checkpoint.get("steps_per_epoch") != steps_per_epoch:
+        differences.append(f"steps_per_epoch: {checkpoint.get('steps_per_epoch')} -> {steps_per_epoch}")
+    if checkpoint.get("world_size", 1) != world_size:
+        differences.append(f"world_size: {checkpoint.get('world_size', 1)} -> {world_size}")
+    if differences:
+        raise ValueError("cannot resume: the run changed since last.pt was written (" + "; ".join(differences)
+                         + "); start a new run_dir or use resume=False")
+
+
+def _is_better(value: float | None, best: float | None, higher_is_better: bool) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if best is None:
+        return True
+    return value > best if higher_is_better else value < best
+
+
+def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainConfig | Mapping[str, Any],
+          run_dir: str | Path, task: str = "segmentation", resume: bool = False,
+          provenance: Mapping[str, Any] | None = None,
+          on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+          on_step_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` in place and return a summary dict (see the module docstring for files written).
+
+    ``task="segmentation"``: model outputs logits, loss = cross-entropy (ignore 255, optional class weights)
+    + ``dice_weight`` * soft Dice; the best checkpoint maximises ``val_miou``. ``task="reconstruction"``:
+    model outputs an image, loss = L1/MSE against the input; best = lowest ``val_loss``.
+
+    ``resume=True`` continues from ``run_dir/last.pt`` if it exists (otherwise starts fresh): the run ends
+    with the same number of steps, and the same metrics, as an uninterrupted one. ``on_epoch_end(record)``
+    is called after each epoch's files are written, ``on_step_end({"epoch", "step", "global_step", "loss",
+    "lr"})`` after each optimisation step; an exception raised there stops training (``last.pt`` holds the
+    last finished epoch).
+
+    Returns ``{"run_dir", "task", "epochs", "epochs_completed", "global_step", "steps_per_epoch",
+    "total_steps", "metric_name", "best_metric", "best_epoch", "history", "last_checkpoint",
+    "best_checkpoint", "resumed_from_epoch", "world_size"}``. When training ends the model holds the
+    *last* weights (load ``best_checkpoint`` for the best ones).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    run_dir = Path(run_dir)
+    context = _init_distributed(config.device)
+    try:
+        with _deterministic_mode(config.deterministic):
+            return _train(model, train_set, val_set, config, run_dir, task, resume, provenance, on_epoch_end,
+                          on_step_end, context)
+    finally:
+        if context.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainConfig, run_dir: Path,
+           task: str, resume: bool, provenance: Mapping[str, Any] | None,
+           on_epoch_end: Callable[[dict[str, Any]], None] | None,
+           on_step_end: Callable[[dict[str, Any]], None] | None,
+           context: _DistributedContext) -> dict[str, Any]:
+    seed_everything(config.seed)
+    device = _process_device(config, context)
+    model = _unwrap(model).to(device)
+    model_config = getattr(model, "petseg_config", None)
+    num_classes = int(getattr(model, "n_classes", NUM_CLASSES))
+    last_path, best_path, metrics_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "metrics.jsonl"
+
+    generator = torch.Generator()
+    train_loader, train_sampler = _make_train_loader(train_set, config, context, generator, device)
+    val_loader = _make_val_loader(val_set, config, context, device)
+    steps_per_epoch = len(train_loader)
+    if config.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError("the training set is empty")
+    total_steps = config.epochs * steps_per_epoch
+
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.lr)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.float16 if config.amp_dtype == "float16" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    loss_fn = build_loss(task, config).to(device)
+    higher_is_better = task == "segmentation"
+    metric_name = "val_miou" if higher_is_better else "val_loss"
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
+
+    start_epoch, global_step, best_metric, best_epoch = 0, 0, None, None
+    history: list[dict[str, Any]] = []
+    resumed_from = None
+    if resume and last_path.exists():
+        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest to the model's device.
+        checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
+        _check_resumable(checkpoint, config, task, steps_per_epoch, context.world_size)
+        _restore_states(checkpoint, model, optimizer, scheduler, scaler)
+        start_epoch, global_step = int(checkpoint["epoch"]), int(checkpoint["global_step"])
+        best_metric, best_epoch = checkpoint.get("best_metric"), checkpoint.get("best_epoch")
+        _set_rng_state(checkpoint["rng"])
+        resumed_from = start_epoch
+        history = [record for record in _read_jsonl(metrics_path) if record.get("epoch", 0) <= start_epoch]
+        logger.info("resuming %s from epoch %d (step %d)", run_dir, start_epoch, global_step)
+    elif resume:
+        logger.info("resume requested but %s does not exist: starting from scratch", last_path)
+
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_config = {"task": task, "train": config.to_dict(), "model": model_config,
+                      "world_size": context.world_size}
+        _atomic_write_text(run_dir / "config.json", json.dumps(_jsonable(run_config), indent=2) + "\n")
+        if provenance is not None:
+            name = "provenance.json" if resumed_from is None else f"provenance.resume-{resumed_from}.json"
+            _atomic_write_text(run_dir / name, json.dumps(_jsonable(dict(provenance)), indent=2) + "\n")
+        # Drop epochs logged after last.pt (a crash between the log line and the checkpoint), or all of
+        # them for a fresh run.
+        _atomic_write_text(metrics_path, "".join(json.dumps(_jsonable(r)) + "\n" for r in history))
+        if resumed_from is None:  # a fresh run: never leave checkpoints of an earlier run beside its logs
+            for stale in (last_path, best_path):
+                if stale.exists():
+                    logger.warning("fresh run: removing %s of an earlier run", stale)
+                    stale.unlink()
+    _barrier(context)
+
+    train_model: nn.Module = model
+    if context.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        seed_everything(_derived_seed(config.seed, epoch, context.rank))
+        generator.manual_seed(_derived_seed(config.seed, epoch, context.rank, 1))
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
+        train_model.train()
+        loss_sum = torch.zeros((), device=device)  # float32: MPS has no float64
+        progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                        disable=True if not context.is_main else _progress_disabled())
+        batches = iter(train_loader)
+        for step in range(steps_per_epoch):
+            images, masks = _batch_to_device(next(batches), device)
+            target = masks if task == "segmentation" else images
+            with autocast():
+                outputs = train_model(images)
+                loss = loss_fn(outputs, target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None and config.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            global_step += 1
+            loss_sum += loss.detach().float()
+            progress.update(1)
+            if on_step_end is not None:
+                on_step_end({"epoch": epoch + 1, "step": step + 1, "global_step": global_step,
+                             "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]})
+        progress.close()
+        del batches
+        (train_loss_sum,) = _all_reduce_sum([float(loss_sum)], context, device)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "global_step": global_step,
+            "lr": scheduler.get_last_lr()[0],
+            "train_loss": train_loss_sum / (steps_per_epoch * context.world_size),
+        }
+        record.update(_validate(model, val_loader, device, task, loss_fn, autocast, context, num_classes))
+        record["time_s"] = round(time.perf_counter() - started, 3)
+        record = _jsonable(record)
+        improved = _is_better(record.get(metric_name), best_metric, higher_is_better)
+        if improved:
+            best_metric, best_epoch = record[metric_name], epoch + 1
+        history.append(record)
+        if context.is_main:
+            _append_jsonl(metrics_path, record)
+            checkpoint = {
+                "format_version": CHECKPOINT_FORMAT,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch + 1,
+                "global_step": global_step,
+                "steps_per_epoch": steps_per_epoch,
+                "total_steps": total_steps,
+                "metric_name": metric_name,
+                "best_metric": best_metric,
+                "best_epoch": best_epoch,
+                "record": record,
+                "rng": _rng_state(),
+                "config": config.to_dict(),
+                "task": task,
+                "model_config": model_config,
+                "model_class": type(model).__name__,
+                "world_size": context.world_size,
+            }
+            _atomic_torch_save(checkpoint, last_path)
+            if improved:
+                _atomic_copy(last_path, best_path)
+        _barrier(context)
+        logger.info("epoch %d/%d step %d train_loss %s val_loss %s %s %s", epoch + 1, config.epochs,
+                    global_step, record["train_loss"], record["val_loss"], metric_name, record.get(metric_name))
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+
+    return {
+        "run_dir": str(run_dir),
+        "task": task,
+        "epochs": config.epochs,
+        "epochs_completed": config.epochs,
+        "global_step": global_step,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "metric_name": metric_name,
+        "best_metric": best_metric,
+        "best_epoch": best_epoch,
+        "history": history,
+        "last_checkpoint": str(last_path),
+        "best_checkpoint": str(best_path) if best_epoch is not None else None,
+        "resumed_from_epoch": resumed_from,
+        "world_size": context.world_size,
+    }
