@@ -68,6 +68,34 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from petseg.experiment import run_experiment
+
+    overrides = {"train": {"epochs": args.epochs}} if args.epochs else None
+    run = run_experiment(args.model, args.profile, args.data, args.seed, overrides=overrides, tag=args.tag,
+                         runs_dir=args.runs_dir, force=args.force, device=args.device)
+    test = run.results["test"]
+    state = "reused finished run" if run.reused else f"trained in {run.results['train_seconds']} s"
+    print(f"{run.path} ({state})")
+    print(json.dumps({k: test.get(k) for k in ("miou", "mdice", "pixel_accuracy", "ssim", "psnr") if k in test}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from petseg.experiment import evaluate_checkpoint
+
+    results = evaluate_checkpoint(args.checkpoint, args.split, data=args.data, device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        from petseg.experiment import metrics_table
+
+        rows = {"model": results["metrics"], **results.get("baselines", {})}
+        print(metrics_table(rows).to_string() if "miou" in results["metrics"] else results["metrics"])
+    print(f"written to {results['written_to']}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--image-size", type=int)
     prepare.add_argument("--seed", type=int)
     prepare.set_defaults(func=_data_prepare)
+
+    from petseg.experiment import available_experiments
+
+    train = commands.add_parser("train", help="train (or resume) a model; reuses a finished identical run")
+    train.add_argument("model", choices=available_experiments())
+    train.add_argument("--profile", default="quick", choices=["quick", "full"])
+    train.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    train.add_argument("--tag", help="suffix for the run name (e.g. a variant)")
+    train.add_argument("--runs-dir", type=Path, help="where runs go (default: $PETSEG_RUNS or ./runs)")
+    train.add_argument("--device", help="cuda, mps, cpu (default: best available)")
+    train.add_argument("--force", action="store_true", help="train again even if a finished run exists")
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a split, with baselines")
+    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--data", help="dataset folder (default: the one the run was trained on)")
+    evaluate.add_argument("--device")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(func=_evaluate)
 
     from petseg import book
 

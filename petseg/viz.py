@@ -105,3 +105,84 @@ def species_balance(table: pd.DataFrame) -> Figure:
     ax.set_title("Species balance of the training split")
     fig.tight_layout()
     return fig
+
+
+def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
+    """Train/validation loss per epoch and, when present, validation mIoU (or SSIM for autoencoders)."""
+    score = next((c for c in ("val_miou", "val_ssim") if c in history and history[c].notna().any()), None)
+    fig, axes = plt.subplots(1, 2 if score else 1, figsize=(10 if score else 5, 3.4), squeeze=False)
+    loss_ax = axes[0][0]
+    loss_ax.plot(history["epoch"], history["train_loss"], marker="o", ms=3, label="train")
+    loss_ax.plot(history["epoch"], history["val_loss"], marker="o", ms=3, label="validation")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
+    loss_ax.legend()
+    if score:
+        ax = axes[0][1]
+        ax.plot(history["epoch"], history[score], marker="o", ms=3, color="tab:green")
+        best = history[score].idxmax()
+        ax.axvline(history["epoch"][best], color="grey", ls=":", label=f"best epoch {history['epoch'][best]}")
+        ax.set(xlabel="epoch", ylabel=score.removeprefix("val_"), title=f"Validation {score.removeprefix('val_')}")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_bars(table: pd.DataFrame, metric: str = "Dice", classes: Sequence[str] = CLASS_NAMES) -> Figure:
+    """Grouped bars of ``<metric> <class>`` columns, one group per row (model or baseline) of ``table``."""
+    columns = [f"{metric} {c}" for c in classes]
+    data = table[columns].rename(columns=lambda c: c.removeprefix(f"{metric} "))
+    fig, ax = plt.subplots(figsize=(7.5, 3.5))
+    data.plot.bar(ax=ax, rot=0, color=["#555555", SPECIES_COLOURS["cat"], SPECIES_COLOURS["dog"]][: len(classes)])
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title(f"Per-class {metric} on the test split")
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def error_map(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """RGB: correct pixels dark grey, wrong pixels red, ignored pixels white."""
+    out = np.full((*target.shape, 3), 60, np.uint8)
+    out[(prediction != target)] = (220, 40, 40)
+    out[target == IGNORE_INDEX] = 255
+    return out
+
+
+def prediction_panels(images: np.ndarray, targets: np.ndarray, probabilities: np.ndarray,
+                      row_labels: Sequence[str] = ()) -> Figure:
+    """Per sample: input, ground truth, prediction, error map, and one confidence map per class.
+
+    ``images`` (N, H, W, 3) uint8, ``targets`` (N, H, W), ``probabilities`` (N, C, H, W) softmax outputs.
+    """
+    n, n_classes = len(images), probabilities.shape[1]
+    n_cols = 4 + n_classes
+    fig, axes = plt.subplots(n, n_cols, figsize=(2.1 * n_cols, 2.2 * n), squeeze=False)
+    titles = ["input", "ground truth", "prediction", "errors (red)"] + [f"p({c})" for c in CLASS_NAMES[:n_classes]]
+    for i in range(n):
+        prediction = probabilities[i].argmax(0)
+        shown_prediction = np.where(targets[i] == IGNORE_INDEX, IGNORE_INDEX, prediction)
+        panels = [images[i], colourise(targets[i]), colourise(prediction.astype(np.uint8)),
+                  error_map(shown_prediction, targets[i])]
+        for c, panel in enumerate(panels):
+            axes[i][c].imshow(panel)
+        for k in range(n_classes):
+            im = axes[i][4 + k].imshow(probabilities[i, k], vmin=0, vmax=1, cmap="magma")
+        for c in range(n_cols):
+            axes[i][c].set_xticks([])
+            axes[i][c].set_yticks([])
+            if i == 0:
+                axes[i][c].set_title(titles[c], fontsize=9)
+        if i < len(row_labels):
+            axes[i][0].set_ylabel(row_labels[i], fontsize=8)
+    fig.colorbar(im, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label="confidence")
+    return fig
+
+
+def reconstructions(images: np.ndarray, outputs: np.ndarray, labels: Sequence[str] = ()) -> Figure:
+    """Top row the inputs, bottom row the autoencoder's reconstructions (both (N, H, W, 3) uint8)."""
+    return pair_grid([list(images), list(outputs)], [*labels], row_labels=["input", "reconstruction"])

@@ -118,9 +118,16 @@ class PreparedData:
 
 def prepare_data(data: str | Path | None = None, profile: str = "quick", *, image_size: int | None = None,
                  seed: int | None = None, cache_dir: Path | None = None, download: bool = True,
-                 progress: bool = True) -> PreparedData:
-    """Find (or download) the data, check every file, split it, and build the preprocessed cache."""
+                 progress: bool = True, overrides: dict | None = None) -> PreparedData:
+    """Find (or download) the data, check every file, split it, and build the preprocessed cache.
+
+    ``overrides`` replaces keys of ``configs/data.yaml`` (e.g. a model config's ``data`` section).
+    """
     config = load_config("data", profile)
+    unknown = sorted(set(overrides or {}) - set(config))
+    if unknown:
+        raise ValueError(f"unknown data settings {unknown}; valid: {sorted(config)}")
+    config.update(overrides or {})
     if image_size is not None:
         config["image_size"] = image_size
     if seed is not None:

@@ -1,0 +1,376 @@
+"""Experiments: a model config + a profile + data + a seed -> a finished run directory with results.
+
+``run_experiment("unet", "quick", data)`` trains (or resumes) the model through :func:`petseg.train.train`,
+evaluates its best checkpoint on the test split beside two baselines, and writes ``results.json`` with
+provenance. The run directory's name is a key of everything that determines the result (resolved config,
+data fingerprint, seed), so a chapter that runs again with the same inputs reuses the finished run instead
+of training again; a changed config or dataset gets a new run.
+
+Files in a run directory: those of :func:`petseg.train.train` (``config.json``, ``metrics.jsonl``,
+``best.pt``, ``last.pt``, ``provenance.json``) plus ``experiment.json`` (the resolved experiment config and
+data description), ``results.json`` and ``per_image_test.csv``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from petseg.data.labels import CLASS_NAMES
+from petseg.data.pipeline import PROFILES, PreparedData, prepare_data
+
+RUNS_ENV = "PETSEG_RUNS"
+# model settings an encoder-reusing experiment passes on to the run that trains its encoder
+ENCODER_KEYS = ("in_channels", "depth", "base_width", "max_width", "upsample")
+RESULTS_FILE = "results.json"
+EXPERIMENT_FILE = "experiment.json"
+
+
+def default_runs_dir() -> Path:
+    """``$PETSEG_RUNS``, else ``runs/`` in the current directory."""
+    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().resolve()
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """A copy of ``base`` with ``update`` merged in (nested dicts merged, everything else replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def available_experiments() -> list[str]:
+    names = [p.name[:-5] for p in resources.files("petseg").joinpath("configs").iterdir() if p.name.endswith(".yaml")]
+    return sorted(n for n in names if n != "data")
+
+
+def load_experiment_config(name: str, profile: str = "quick", overrides: dict | None = None) -> dict:
+    """``petseg/configs/<name>.yaml`` with its profile (and ``overrides``) deep-merged over the defaults."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if name not in available_experiments():
+        raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(available_experiments())}")
+    raw = yaml.safe_load(resources.files("petseg").joinpath("configs", f"{name}.yaml").read_text())
+    profiles = raw.pop("profiles", {})
+    config = deep_merge(deep_merge(raw, profiles.get(profile, {})), overrides or {})
+    config.update(experiment=name, profile=profile)
+    return config
+
+
+def run_key(config: dict, fingerprint: str, seed: int) -> str:
+    text = json.dumps({"config": config, "fingerprint": fingerprint, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass
+class Run:
+    """A finished (or loaded) experiment run."""
+
+    path: Path
+    config: dict
+    results: dict
+    reused: bool
+    prepared: PreparedData | None = None  # the data it was trained and evaluated on, when known
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "best.pt"
+
+    def history(self) -> pd.DataFrame:
+        """Per-epoch training log (``metrics.jsonl``) as a DataFrame."""
+        lines = (self.path / "metrics.jsonl").read_text().splitlines()
+        return pd.DataFrame([json.loads(line) for line in lines if line.strip()])
+
+    def per_image(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "per_image_test.csv")
+
+    def load_model(self, map_location: str = "cpu") -> torch.nn.Module:
+        from petseg.train import load_model_from_checkpoint
+
+        model = load_model_from_checkpoint(self.best_checkpoint, map_location=map_location)
+        return model.eval()
+
+
+def run_experiment(name: str, profile: str = "quick", data: str | Path | None = None, seed: int = 0, *,
+                   overrides: dict | None = None, tag: str | None = None, runs_dir: Path | None = None,
+                   force: bool = False, prepared: PreparedData | None = None, progress: bool = True,
+                   device: str | None = None) -> Run:
+    """Train and evaluate experiment ``name`` unless a finished run with the same inputs exists."""
+    config = load_experiment_config(name, profile, overrides)
+    if device is not None:
+        config["train"]["device"] = device
+    if prepared is None:
+        prepared = prepare_data(data, profile, overrides=config.get("data"), progress=progress)
+    config["train"]["seed"] = seed
+    if config.get("pretrained_from"):
+        upstream_overrides = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
+        shared = {k: v for k, v in (overrides or {}).get("model", {}).items() if k in ENCODER_KEYS}
+        if shared:
+            upstream_overrides["model"] = shared
+        upstream = run_experiment(config["pretrained_from"], profile, data, seed, runs_dir=runs_dir,
+                                  overrides=upstream_overrides, progress=progress, device=device,
+                                  prepared=prepared_for(config["pretrained_from"], profile, prepared,
+                                                        upstream_overrides))
+        config["model"]["autoencoder_checkpoint"] = str(upstream.best_checkpoint)
+        config["upstream_run"] = upstream.path.name
+    key_config = {k: v for k, v in config.items() if k != "model"}
+    key_config["model"] = {k: v for k, v in config["model"].items() if k != "autoencoder_checkpoint"}
+    key_config["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "num_workers")}
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    label = f"{name}-{tag}" if tag else name
+    run_dir = runs_dir / f"{label}-{profile}-s{seed}-{run_key(key_config, prepared.report.fingerprint, seed)}"
+    if (run_dir / RESULTS_FILE).exists() and not force:
+        return Run(run_dir, config, json.loads((run_dir / RESULTS_FILE).read_text()), reused=True, prepared=prepared)
+    return _train_and_evaluate(config, prepared, run_dir, seed, force, progress)
+
+
+def prepared_for(name: str, profile: str, prepared: PreparedData, overrides: dict | None = None
+                 ) -> PreparedData | None:
+    """Reuse ``prepared`` for experiment ``name`` if its data settings match, else None (prepare anew)."""
+    wanted = load_experiment_config(name, profile, overrides).get("data", {})
+    same = all(prepared.config.get(k) == v for k, v in wanted.items())
+    return prepared if same else None
+
+
+def _data_description(prepared: PreparedData) -> dict:
+    return {
+        "root": str(prepared.root), "layout": prepared.report.layout, "fingerprint": prepared.report.fingerprint,
+        "image_size": prepared.cache.size, "split": prepared.split.sizes(), "split_file": str(prepared.split_path),
+        "multipliers": prepared.multipliers, "usable_pairs": len(prepared.report.usable),
+        "breeds": len({s.breed for s in prepared.report.usable}),
+    }
+
+
+def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, seed: int, force: bool,
+                        progress: bool) -> Run:
+    from petseg.models import build_model
+    from petseg.provenance import collect_provenance
+    from petseg.train import TrainConfig, seed_everything, train
+
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and evaluates
+    if force and main_process and (run_dir / RESULTS_FILE).exists():
+        (run_dir / RESULTS_FILE).unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_info = _data_description(prepared)
+    if main_process:
+        (run_dir / EXPERIMENT_FILE).write_text(json.dumps({"config": config, "data": data_info}, indent=1))
+    provenance = collect_provenance({"experiment": config["experiment"], "profile": config["profile"],
+                                     "data_fingerprint": data_info["fingerprint"], "data_root": data_info["root"]})
+    seed_everything(seed)
+    model = build_model(config["model"])
+    train_config = TrainConfig.from_dict(config["train"])
+    resume = (run_dir / "last.pt").exists() and not force
+    start = time.perf_counter()
+    summary = train(model, prepared.dataset("train"), prepared.dataset("val", augment=False), train_config,
+                    run_dir, task=config["task"], resume=resume, provenance=provenance)
+    train_seconds = time.perf_counter() - start
+    run = Run(run_dir, config, {}, reused=False, prepared=prepared)
+    if not main_process:
+        return run
+    best = run.load_model()
+    test_set = prepared.dataset("test", augment=False)
+    results: dict[str, Any] = {
+        "experiment": config["experiment"], "profile": config["profile"], "seed": seed, "task": config["task"],
+        "data": data_info, "train_summary": _jsonable(summary), "train_seconds": round(train_seconds, 1),
+        "parameters": sum(p.numel() for p in best.parameters()),
+        "trainable_parameters": sum(p.numel() for p in best.parameters() if p.requires_grad),
+        "provenance": provenance,
+    }
+    if config["task"] == "segmentation":
+        results["test"], per_image = evaluate_segmentation(best, test_set, device=train_config.device)
+        per_image.insert(0, "stem", prepared.split.test)
+        per_image.to_csv(run_dir / "per_image_test.csv", index=False)
+        results["baselines"] = baseline_metrics(prepared)
+    else:
+        results["test"] = evaluate_reconstruction(best, test_set, device=train_config.device)
+    (run_dir / RESULTS_FILE).write_text(json.dumps(_jsonable(results), indent=1))
+    run.results = json.loads((run_dir / RESULTS_FILE).read_text())
+    return run
+
+
+def _device(preference: str | None) -> torch.device:
+    from petseg.train import select_device
+
+    return select_device(preference or "auto")
+
+
+def evaluate_segmentation(model: torch.nn.Module, dataset, device: str | None = None) -> tuple[dict, pd.DataFrame]:
+    """Dataset-level metrics (3-class and binary pet/background) and a per-image table."""
+    from petseg.train import evaluate
+
+    metrics = evaluate(model, dataset, device=_device(device))
+    columns = {}
+    for key, values in metrics.pop("per_image").items():
+        values = np.asarray(values)
+        if values.ndim == 1:
+            columns[key] = values
+        else:  # one column per class: iou_background, iou_cat, ...
+            columns.update({f"{key}_{name}": values[:, i] for i, name in enumerate(CLASS_NAMES)})
+    return _jsonable(metrics), pd.DataFrame(columns)
+
+
+def evaluate_reconstruction(model: torch.nn.Module, dataset, device: str | None = None) -> dict:
+    from torch.utils.data import DataLoader
+
+    from petseg.models.autoencoder import reconstruction_metrics
+
+    model = model.to(_device(device))
+    return _jsonable(reconstruction_metrics(model, DataLoader(dataset, batch_size=8)))
+
+
+def baseline_metrics(prepared: PreparedData) -> dict:
+    """Test metrics of two floors: predict background everywhere; predict each pixel's most frequent
+    training label (computed over the un-augmented training masks, ignoring 255)."""
+    from petseg.metrics import (
+        ConfusionMatrix,
+        background_prediction,
+        majority_per_pixel_map,
+        majority_prediction,
+    )
+
+    train_masks = torch.from_numpy(np.stack([prepared.cache.masks[prepared.cache.position(s)]
+                                             for s in prepared.split.train]).astype(np.int64))
+    majority = majority_per_pixel_map(train_masks)
+    test_masks = torch.from_numpy(np.stack([prepared.cache.masks[prepared.cache.position(s)]
+                                            for s in prepared.split.test]).astype(np.int64))
+    results = {}
+    for name, prediction in (("all_background", background_prediction(test_masks)),
+                             ("majority_per_pixel", majority_prediction(majority, test_masks))):
+        meter = ConfusionMatrix()
+        meter.update(prediction, test_masks)
+        results[name] = {**meter.compute(), "binary": meter.to_binary().compute()}
+    return _jsonable(results)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return _jsonable(np.asarray(value).tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def metrics_table(results: dict[str, dict], binary: bool = False) -> pd.DataFrame:
+    """One row per named result (model or baseline): mIoU, mDice, accuracy, per-class IoU and Dice."""
+    rows = {}
+    for name, metrics in results.items():
+        metrics = metrics.get("binary", metrics) if binary else metrics
+        names = ("background", "pet") if binary else CLASS_NAMES
+        row = {"mIoU": metrics.get("miou"), "mDice": metrics.get("mdice"), "accuracy": metrics.get("pixel_accuracy")}
+        for i, class_name in enumerate(names):
+            row[f"IoU {class_name}"] = (metrics.get("iou") or [None] * len(names))[i]
+            row[f"Dice {class_name}"] = (metrics.get("dice") or [None] * len(names))[i]
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index").astype(float).round(3)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, indices: list[int], task: str = "segmentation",
+            device: str | None = None) -> dict[str, np.ndarray]:
+    """Images (uint8 HWC), masks and model outputs for ``indices`` of a dataset.
+
+    Segmentation models give ``probabilities`` (N, C, H, W); autoencoders give ``reconstructions`` (uint8).
+    """
+    device_ = _device(device)
+    model = model.to(device_).eval()
+    images, masks = zip(*(dataset[i] for i in indices), strict=True)
+    batch = torch.stack(images).to(device_)
+    output = model(batch).float().cpu()
+    result = {"images": (torch.stack(images).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8),
+              "masks": torch.stack(masks).numpy().astype(np.uint8)}
+    if task == "reconstruction":
+        result["reconstructions"] = (output.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    else:
+        result["probabilities"] = output.softmax(dim=1).numpy()
+    return result
+
+
+def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str | Path | None = None,
+                        device: str | None = None) -> dict:
+    """Evaluate a run's checkpoint on ``split`` with the data settings it was trained with.
+
+    Writes ``eval-<split>-<checkpoint>.json`` beside the checkpoint and returns the same dict: metrics
+    (segmentation: 3-class and binary; reconstruction: SSIM/PSNR), baselines, data and provenance.
+    """
+    from petseg.provenance import collect_provenance
+    from petseg.train import load_model_from_checkpoint
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    experiment_file = checkpoint.parent / EXPERIMENT_FILE
+    if not experiment_file.exists():
+        raise FileNotFoundError(f"{experiment_file} missing: evaluate needs a run directory written by petseg train")
+    recorded = json.loads(experiment_file.read_text())
+    config = recorded["config"]
+    prepared = prepare_data(data or recorded["data"]["root"], config["profile"], overrides=config.get("data"),
+                            progress=False)
+    if prepared.report.fingerprint != recorded["data"]["fingerprint"]:
+        print(f"note: data fingerprint {prepared.report.fingerprint} differs from the training data's "
+              f"{recorded['data']['fingerprint']}")
+    model = load_model_from_checkpoint(checkpoint).eval()
+    dataset = prepared.dataset(split, augment=False)
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "data": _data_description(prepared)}
+    if config["task"] == "segmentation":
+        result["metrics"], _ = evaluate_segmentation(model, dataset, device=device)
+        if split == "test":
+            result["baselines"] = baseline_metrics(prepared)
+    else:
+        result["metrics"] = evaluate_reconstruction(model, dataset, device=device)
+    result["provenance"] = collect_provenance({"data_fingerprint": prepared.report.fingerprint})
+    path = checkpoint.parent / f"eval-{split}-{checkpoint.stem}.json"
+    result["written_to"] = str(path)
+    path.write_text(json.dumps(_jsonable(result), indent=1))
+    return _jsonable(result)
+
+
+def describe_run(run: Run) -> str:
+    """A Markdown sentence saying how a run's numbers were produced (data, profile, training, hardware)."""
+    results, config = run.results, run.config
+    data = results["data"]
+    provenance = results.get("provenance", {})
+    train = config["train"]
+    summary = results.get("train_summary", {})
+    epochs = summary.get("epochs_completed", summary.get("epochs", train["epochs"]))
+    hardware = provenance.get("device_name") or provenance.get("device") or "?"
+    origin = "reused from an earlier identical run" if run.reused else "trained while building this page"
+    return (
+        f"**{config['experiment']}** (`{run.path.name}`, {origin}): profile `{config['profile']}`, "
+        f"{data['image_size']} px, {epochs} epochs, batch {train['batch_size']}, seed {results['seed']}, "
+        f"{results['parameters']:,} parameters ({results['trainable_parameters']:,} trainable), "
+        f"trained in {results['train_seconds']:.0f} s on {hardware} "
+        f"({provenance.get('cpu_count', '?')} CPU cores); data: {data['usable_pairs']} images of "
+        f"{data['breeds']} breeds (fingerprint `{data['fingerprint']}`), {data['split']['train']} train / "
+        f"{data['split']['val']} validation / {data['split']['test']} test; weights initialised "
+        f"{'from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)'}."
+    )
+
+
+def pick_examples(per_image: pd.DataFrame, n: int = 4, column: str = "miou") -> list[int]:
+    """Row positions of the best, the worst and evenly spaced images in between, by ``column``."""
+    order = per_image[column].fillna(-1).to_numpy().argsort()[::-1]
+    positions = np.linspace(0, len(order) - 1, n).round().astype(int)
+    return [int(order[p]) for p in positions]

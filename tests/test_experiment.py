@@ -1,0 +1,83 @@
+"""The experiment runner and the train/evaluate CLI, on a tiny synthetic dataset and a tiny UNet."""
+
+import json
+
+import pytest
+
+from petseg.cli import main
+from petseg.experiment import (
+    deep_merge,
+    evaluate_checkpoint,
+    load_experiment_config,
+    metrics_table,
+    pick_examples,
+    run_experiment,
+)
+
+TINY = {"model": {"depth": 3, "base_width": 4, "max_width": 8},
+        "train": {"epochs": 1, "batch_size": 4, "max_steps_per_epoch": 2},
+        "data": {"image_size": 32}}
+
+
+@pytest.fixture
+def env(official_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("PETSEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PETSEG_PROGRESS", "0")
+    return official_dataset, tmp_path / "runs"
+
+
+def test_configs_merge_profiles_and_reject_unknowns():
+    quick = load_experiment_config("unet", "quick")
+    full = load_experiment_config("unet", "full")
+    assert quick["data"]["image_size"] == 128 and full["data"]["image_size"] == 512
+    assert quick["model"]["depth"] == 6 and quick["model"]["name"] == "unet"
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+    with pytest.raises(ValueError, match="unknown experiment"):
+        load_experiment_config("resnet", "quick")
+    with pytest.raises(ValueError, match="profile"):
+        load_experiment_config("unet", "medium")
+
+
+def test_run_writes_results_with_baselines_and_is_reused(env):
+    data, runs = env
+    run = run_experiment("unet", "quick", data, seed=0, overrides=TINY, runs_dir=runs, progress=False)
+    assert not run.reused
+    for name in ("results.json", "experiment.json", "metrics.jsonl", "best.pt", "last.pt", "per_image_test.csv"):
+        assert (run.path / name).exists(), name
+    results = run.results
+    assert results["data"]["split"] == {"train": 12, "val": 3, "test": 15}
+    assert 0 <= results["test"]["miou"] <= 1
+    assert set(results["baselines"]) == {"all_background", "majority_per_pixel"}
+    assert results["baselines"]["all_background"]["iou"][1] == 0  # no cat pixel is predicted
+    assert results["provenance"]["data_fingerprint"] == results["data"]["fingerprint"]
+    assert len(run.per_image()) == 15 and len(run.history()) == 1
+    again = run_experiment("unet", "quick", data, seed=0, overrides=TINY, runs_dir=runs, progress=False)
+    assert again.reused and again.path == run.path and again.results["test"] == results["test"]
+    other_seed = run_experiment("unet", "quick", data, seed=1, overrides=TINY, runs_dir=runs, progress=False)
+    assert other_seed.path != run.path
+    table = metrics_table({"model": results["test"], **results["baselines"]})
+    assert list(table.index) == ["model", "all_background", "majority_per_pixel"]
+    assert table.loc["all_background", "Dice cat"] == 0
+    assert pick_examples(run.per_image(), n=3)[0] == int(run.per_image().miou.idxmax())
+
+
+def test_evaluate_checkpoint_and_cli(env, capsys):
+    data, runs = env
+    run = run_experiment("unet", "quick", data, overrides=TINY, runs_dir=runs, progress=False)
+    result = evaluate_checkpoint(run.best_checkpoint, "test")
+    assert result["metrics"]["miou"] == pytest.approx(run.results["test"]["miou"])
+    assert (run.path / "eval-test-best.json").exists()
+    assert main(["evaluate", str(run.best_checkpoint), "--split", "val", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["split"] == "val" and "miou" in printed["metrics"]
+    with pytest.raises(FileNotFoundError):
+        evaluate_checkpoint(run.path / "missing.pt")
+
+
+def test_ae_unet_trains_on_top_of_the_autoencoder_run(env):
+    data, runs = env
+    run = run_experiment("ae_unet", "quick", data, overrides=TINY, tag="frozen", runs_dir=runs, progress=False)
+    assert run.config["upstream_run"].startswith("autoencoder-quick-")
+    upstream = runs / run.config["upstream_run"]
+    assert json.loads((upstream / "results.json").read_text())["test"]["ssim"] is not None
+    assert run.results["trainable_parameters"] < run.results["parameters"]  # the encoder is frozen
