@@ -355,14 +355,17 @@ def describe_run(run: Run) -> str:
     train = config["train"]
     summary = results.get("train_summary", {})
     epochs = summary.get("epochs_completed", summary.get("epochs", train["epochs"]))
-    hardware = provenance.get("device_name") or provenance.get("device") or "?"
+    if provenance.get("cuda_available") and provenance.get("gpu_names"):
+        hardware = ", ".join(provenance["gpu_names"])
+    else:
+        hardware = f"CPU only, {provenance.get('cpu_count', '?')} cores"
     origin = "reused from an earlier identical run" if run.reused else "trained while building this page"
     return (
         f"**{config['experiment']}** (`{run.path.name}`, {origin}): profile `{config['profile']}`, "
         f"{data['image_size']} px, {epochs} epochs, batch {train['batch_size']}, seed {results['seed']}, "
         f"{results['parameters']:,} parameters ({results['trainable_parameters']:,} trainable), "
-        f"trained in {results['train_seconds']:.0f} s on {hardware} "
-        f"({provenance.get('cpu_count', '?')} CPU cores); data: {data['usable_pairs']} images of "
+        f"trained in {results['train_seconds']:.0f} s ({hardware}, host `{provenance.get('hostname', '?')}`); "
+        f"data: {data['usable_pairs']} images of "
         f"{data['breeds']} breeds (fingerprint `{data['fingerprint']}`), {data['split']['train']} train / "
         f"{data['split']['val']} validation / {data['split']['test']} test; weights initialised "
         f"{'from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)'}."

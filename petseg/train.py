@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from petseg.metrics import IGNORE_INDEX, NUM_CLASSES, ConfusionMatrix, per_image_metrics, to_binary
 

@@ -126,7 +126,7 @@ def _write_arrays(samples: list[Sample], size: int, folder: Path, progress: bool
     sizes = []
     iterator = enumerate(samples)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         iterator = tqdm(iterator, total=n, desc=f"preprocessing to {size}px", unit="img")
     for i, sample in iterator:

@@ -284,7 +284,7 @@ def _stream(
     progress: bool,
 ) -> None:
     """Write ``response``'s body to ``part`` (appending after ``offset`` bytes, else from scratch)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     written = offset
     with (

@@ -217,7 +217,7 @@ def check_dataset(root_or_index: str | Path | DatasetIndex, progress: bool = Fal
     usable, rejected, repaired = [], [], {}
     samples = index.samples
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         samples = tqdm(samples, desc="checking files", unit="img")
     for sample in samples:
