@@ -30,6 +30,7 @@ import yaml
 
 from petseg.data.labels import CLASS_NAMES
 from petseg.data.pipeline import PROFILES, PreparedData, prepare_data
+from petseg.train import to_jsonable
 
 RUNS_ENV = "PETSEG_RUNS"
 # model settings an encoder-reusing experiment passes on to the run that trains its encoder
@@ -186,7 +187,7 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
     test_set = prepared.dataset("test", augment=False)
     results: dict[str, Any] = {
         "experiment": config["experiment"], "profile": config["profile"], "seed": seed, "task": config["task"],
-        "data": data_info, "train_summary": _jsonable(summary), "train_seconds": round(train_seconds, 1),
+        "data": data_info, "train_summary": to_jsonable(summary), "train_seconds": round(train_seconds, 1),
         "parameters": sum(p.numel() for p in best.parameters()),
         "trainable_parameters": sum(p.numel() for p in best.parameters() if p.requires_grad),
         "provenance": provenance,
@@ -198,7 +199,7 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
         results["baselines"] = baseline_metrics(prepared)
     else:
         results["test"] = evaluate_reconstruction(best, test_set, device=train_config.device)
-    (run_dir / RESULTS_FILE).write_text(json.dumps(_jsonable(results), indent=1))
+    (run_dir / RESULTS_FILE).write_text(json.dumps(to_jsonable(results), indent=1))
     run.results = json.loads((run_dir / RESULTS_FILE).read_text())
     return run
 
@@ -221,7 +222,7 @@ def evaluate_segmentation(model: torch.nn.Module, dataset, device: str | None = 
             columns[key] = values
         else:  # one column per class: iou_background, iou_cat, ...
             columns.update({f"{key}_{name}": values[:, i] for i, name in enumerate(CLASS_NAMES)})
-    return _jsonable(metrics), pd.DataFrame(columns)
+    return to_jsonable(metrics), pd.DataFrame(columns)
 
 
 def evaluate_reconstruction(model: torch.nn.Module, dataset, device: str | None = None) -> dict:
@@ -230,7 +231,7 @@ def evaluate_reconstruction(model: torch.nn.Module, dataset, device: str | None 
     from petseg.models.autoencoder import reconstruction_metrics
 
     model = model.to(_device(device))
-    return _jsonable(reconstruction_metrics(model, DataLoader(dataset, batch_size=8)))
+    return to_jsonable(reconstruction_metrics(model, DataLoader(dataset, batch_size=8)))
 
 
 def baseline_metrics(prepared: PreparedData) -> dict:
@@ -254,23 +255,7 @@ def baseline_metrics(prepared: PreparedData) -> dict:
         meter = ConfusionMatrix()
         meter.update(prediction, test_masks)
         results[name] = {**meter.compute(), "binary": meter.to_binary().compute()}
-    return _jsonable(results)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray | torch.Tensor):
-        return _jsonable(np.asarray(value).tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    return to_jsonable(results)
 
 
 def metrics_table(results: dict[str, dict], binary: bool = False) -> pd.DataFrame:
@@ -343,8 +328,8 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     result["provenance"] = collect_provenance({"data_fingerprint": prepared.report.fingerprint})
     path = checkpoint.parent / f"eval-{split}-{checkpoint.stem}.json"
     result["written_to"] = str(path)
-    path.write_text(json.dumps(_jsonable(result), indent=1))
-    return _jsonable(result)
+    path.write_text(json.dumps(to_jsonable(result), indent=1))
+    return to_jsonable(result)
 
 
 def describe_run(run: Run) -> str:

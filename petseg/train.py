@@ -66,6 +66,7 @@ __all__ = [
     "seed_everything",
     "select_device",
     "soft_dice_loss",
+    "to_jsonable",
     "train",
 ]
 
@@ -405,14 +406,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays and NaN/inf floats into JSON-friendly values (NaN -> None)."""
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy/torch scalars and arrays, paths and NaN/inf floats into JSON-friendly values (NaN -> None)."""
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): to_jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return to_jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -424,7 +427,7 @@ def _jsonable(value: Any) -> Any:
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a") as handle:
-        handle.write(json.dumps(_jsonable(record)) + "\n")
+        handle.write(json.dumps(to_jsonable(record)) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -775,13 +778,13 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         run_dir.mkdir(parents=True, exist_ok=True)
         run_config = {"task": task, "train": config.to_dict(), "model": model_config,
                       "world_size": context.world_size}
-        _atomic_write_text(run_dir / "config.json", json.dumps(_jsonable(run_config), indent=2) + "\n")
+        _atomic_write_text(run_dir / "config.json", json.dumps(to_jsonable(run_config), indent=2) + "\n")
         if provenance is not None:
             name = "provenance.json" if resumed_from is None else f"provenance.resume-{resumed_from}.json"
-            _atomic_write_text(run_dir / name, json.dumps(_jsonable(dict(provenance)), indent=2) + "\n")
+            _atomic_write_text(run_dir / name, json.dumps(to_jsonable(dict(provenance)), indent=2) + "\n")
         # Drop epochs logged after last.pt (a crash between the log line and the checkpoint), or all of
         # them for a fresh run.
-        _atomic_write_text(metrics_path, "".join(json.dumps(_jsonable(r)) + "\n" for r in history))
+        _atomic_write_text(metrics_path, "".join(json.dumps(to_jsonable(r)) + "\n" for r in history))
         if resumed_from is None:  # a fresh run: never leave checkpoints of an earlier run beside its logs
             for stale in (last_path, best_path):
                 if stale.exists():
@@ -837,7 +840,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         }
         record.update(_validate(model, val_loader, device, task, loss_fn, autocast, context, num_classes))
         record["time_s"] = round(time.perf_counter() - started, 3)
-        record = _jsonable(record)
+        record = to_jsonable(record)
         improved = _is_better(record.get(metric_name), best_metric, higher_is_better)
         if improved:
             best_metric, best_epoch = record[metric_name], epoch + 1

@@ -159,29 +159,14 @@ def _index_official(root: Path) -> DatasetIndex:
             for stem in entries:
                 split_of.setdefault(stem, split_name)
 
-    samples: list[Sample] = []
-    stray: list[tuple[str, str]] = []
-    for image_path in sorted((root / "images").iterdir()):
-        rel = image_path.relative_to(root).as_posix()
-        if not image_path.is_file():
-            continue
-        why = _not_an_image(image_path)
-        if why:
-            stray.append((rel, why))
-            continue
-        stem = image_path.stem
-        try:
-            species_id = listed[stem][1] if stem in listed else None
-            species, breed = _species_and_breed(stem, species_id)
-        except ValueError as error:
-            stray.append((rel, str(error)))
-            continue
-        trimap = annotations / "trimaps" / f"{stem}.png"
-        samples.append(Sample(
-            stem=stem, image_path=image_path, mask_path=trimap if trimap.exists() else None,
-            breed=breed, species=species, mask_format="trimap",
-            official_split=split_of.get(stem), listed=stem in listed,
-        ))
+    listed_species = {stem: entry[1] for stem, entry in listed.items()}
+    found, stray = _scan_images(root / "images", root, listed_species)
+    samples = [
+        Sample(stem=stem, image_path=path, breed=breed, species=species, mask_format="trimap",
+               mask_path=_existing(annotations / "trimaps" / f"{stem}.png"),
+               official_split=split_of.get(stem), listed=stem in listed)
+        for path, stem, species, breed in found
+    ]
     unlisted = [s.stem for s in samples if not s.listed]
     if listed and unlisted:
         notes.append(f"{len(unlisted)} image(s) not in list.txt (species from file name): {', '.join(unlisted[:10])}")
@@ -208,23 +193,39 @@ def _index_course(root: Path) -> DatasetIndex:
     samples: list[Sample] = []
     stray: list[tuple[str, str]] = []
     for folder, split in _course_parts(root):
-        for image_path in sorted((folder / "color").iterdir()):
-            rel = image_path.relative_to(root).as_posix()
-            if not image_path.is_file():
-                continue
-            why = _not_an_image(image_path)
-            if why:
-                stray.append((rel, why))
-                continue
-            stem = image_path.stem
-            try:
-                species, breed = _species_and_breed(stem, None)
-            except ValueError as error:
-                stray.append((rel, str(error)))
-                continue
-            label = folder / "label" / f"{stem}.png"
-            samples.append(Sample(
-                stem=stem, image_path=image_path, mask_path=label if label.exists() else None,
-                breed=breed, species=species, mask_format="labels", official_split=split,
-            ))
+        found, folder_stray = _scan_images(folder / "color", root, {})
+        stray += folder_stray
+        samples += [
+            Sample(stem=stem, image_path=path, breed=breed, species=species, mask_format="labels",
+                   mask_path=_existing(folder / "label" / f"{stem}.png"), official_split=split)
+            for path, stem, species, breed in found
+        ]
     return DatasetIndex(root=root, layout="course", samples=samples, stray_files=stray)
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
+
+
+def _scan_images(folder: Path, root: Path, listed_species: dict[str, int]
+                 ) -> tuple[list[tuple[Path, str, str, str]], list[tuple[str, str]]]:
+    """Candidate images of ``folder`` as (path, stem, species, breed); other files as (relative path, why).
+
+    Species comes from ``listed_species`` (stem -> 1 cat / 2 dog) where listed, else from the file name.
+    """
+    found, stray = [], []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(root).as_posix()
+        why = _not_an_image(path)
+        if why:
+            stray.append((relative, why))
+            continue
+        try:
+            species, breed = _species_and_breed(path.stem, listed_species.get(path.stem))
+        except ValueError as error:
+            stray.append((relative, str(error)))
+            continue
+        found.append((path, path.stem, species, breed))
+    return found, stray
