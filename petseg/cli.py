@@ -73,7 +73,8 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {"train": {"epochs": args.epochs}} if args.epochs else None
     run = run_experiment(args.model, args.profile, args.data, args.seed, overrides=overrides, tag=args.tag,
-                         runs_dir=args.runs_dir, force=args.force, device=args.device)
+                         runs_dir=args.runs_dir, force=args.force, device=args.device,
+                         resume="required" if args.resume else "auto")
     test = run.results["test"]
     state = "reused finished run" if run.reused else f"trained in {run.results['train_seconds']} s"
     print(f"{run.path} ({state})")
@@ -94,6 +95,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(metrics_table(rows).to_string() if "miou" in results["metrics"] else results["metrics"])
     print(f"written to {results['written_to']}", file=sys.stderr)
     return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from petseg import book
+    from petseg.data.pipeline import resolve_data_root
+
+    # Find (or download) the data before any kernel starts, so a missing dataset fails in a second, in one line.
+    args.data = str(resolve_data_root(args.data))
+    return book.run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tag", help="suffix for the run name (e.g. a variant)")
     train.add_argument("--runs-dir", type=Path, help="where runs go (default: $PETSEG_RUNS or ./runs)")
     train.add_argument("--device", help="cuda, mps, cpu (default: best available)")
-    train.add_argument("--force", action="store_true", help="train again even if a finished run exists")
+    train.add_argument("--force", action="store_true", help="train again from scratch even if a run exists")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the interrupted run (last.pt) of this config; an error if there is none "
+                            "(without the flag an interrupted run is continued too, a missing one started)")
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a split, with baselines")
@@ -143,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     book_parser = commands.add_parser("book", help="execute the chapters with papermill and build the HTML book")
     book.add_arguments(book_parser)
-    book_parser.set_defaults(func=book.run_from_args)
+    book_parser.set_defaults(func=_book)
     return parser
 
 

@@ -110,8 +110,14 @@ class Run:
 def run_experiment(name: str, profile: str = "quick", data: str | Path | None = None, seed: int = 0, *,
                    overrides: dict | None = None, tag: str | None = None, runs_dir: Path | None = None,
                    force: bool = False, prepared: PreparedData | None = None, progress: bool = True,
-                   device: str | None = None) -> Run:
-    """Train and evaluate experiment ``name`` unless a finished run with the same inputs exists."""
+                   device: str | None = None, resume: str = "auto") -> Run:
+    """Train and evaluate experiment ``name`` unless a finished run with the same inputs exists.
+
+    ``resume``: ``"auto"`` continues an interrupted run (its ``last.pt``) and starts a missing one;
+    ``"required"`` raises FileNotFoundError unless an interrupted run exists. ``force`` starts over.
+    """
+    if resume not in ("auto", "required"):
+        raise ValueError(f"resume must be 'auto' or 'required', got {resume!r}")
     config = load_experiment_config(name, profile, overrides)
     if device is not None:
         config["train"]["device"] = device
@@ -137,6 +143,8 @@ def run_experiment(name: str, profile: str = "quick", data: str | Path | None = 
     run_dir = runs_dir / f"{label}-{profile}-s{seed}-{run_key(key_config, prepared.report.fingerprint, seed)}"
     if (run_dir / RESULTS_FILE).exists() and not force:
         return Run(run_dir, config, json.loads((run_dir / RESULTS_FILE).read_text()), reused=True, prepared=prepared)
+    if resume == "required" and (force or not (run_dir / "last.pt").exists()):
+        raise FileNotFoundError(f"nothing to resume: no interrupted run at {run_dir}")
     return _train_and_evaluate(config, prepared, run_dir, seed, force, progress)
 
 

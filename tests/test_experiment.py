@@ -81,3 +81,55 @@ def test_ae_unet_trains_on_top_of_the_autoencoder_run(env):
     upstream = runs / run.config["upstream_run"]
     assert json.loads((upstream / "results.json").read_text())["test"]["ssim"] is not None
     assert run.results["trainable_parameters"] < run.results["parameters"]  # the encoder is frozen
+
+
+def test_killed_run_resumes_from_the_cli(env, monkeypatch, capsys):
+    data, runs = env
+    monkeypatch.setenv("PETSEG_DATA", str(data))
+    args = ["train", "unet", "--runs-dir", str(runs), "--epochs", "2"]
+    overrides = {"model": TINY["model"], "data": TINY["data"], "train": {"batch_size": 4, "max_steps_per_epoch": 2}}
+    import petseg.experiment as experiment
+
+    original = experiment.load_experiment_config
+    monkeypatch.setattr(experiment, "load_experiment_config",
+                        lambda name, profile="quick", extra=None: original(name, profile,
+                                                                           experiment.deep_merge(overrides, extra or {})))
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        main([*args, "--resume"])
+    import petseg.train as train_module
+
+    real_train = train_module.train
+
+    def killed_after_one_epoch(*a, **k):
+        def stop(record):
+            if record["epoch"] == 1:
+                raise KeyboardInterrupt
+        return real_train(*a, **k, on_epoch_end=stop)
+
+    monkeypatch.setattr(train_module, "train", killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    run_dir = next(runs.iterdir())
+    assert (run_dir / "last.pt").exists() and not (run_dir / "results.json").exists()
+    monkeypatch.setattr(train_module, "train", real_train)
+    assert main([*args, "--resume"]) == 0
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2] and history[-1]["global_step"] == 4
+    assert (run_dir / "results.json").exists()
+
+
+def test_book_fails_fast_and_in_one_line_without_data(monkeypatch, tmp_path, capsys):
+    import time
+
+    from petseg.data import download
+
+    monkeypatch.delenv("PETSEG_DATA", raising=False)
+    monkeypatch.setenv("PETSEG_CACHE", str(tmp_path))
+    real = download.download_dataset
+    monkeypatch.setattr(download, "download_dataset",
+                        lambda target, **k: real(target, base_url="http://petseg-offline.invalid/data/", **k))
+    start = time.perf_counter()
+    assert main(["book"]) == 1
+    assert time.perf_counter() - start < 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "PETSEG_DATA" in err[0]
