@@ -84,6 +84,13 @@ def _build_autoencoder(**kwargs: Any) -> nn.Module:
     return _call_with_signature_of(ConvAutoencoder, kwargs)
 
 
+@register_model("efficientnet_unet")
+def _build_efficientnet_unet(**kwargs: Any) -> nn.Module:
+    from petseg.models.efficientnet_unet import EfficientNetUNet
+
+    return _call_with_signature_of(EfficientNetUNet, kwargs)
+
+
 @register_model("ae_unet")
 def _build_ae_unet(autoencoder_checkpoint: str | None = None, freeze_encoder: bool = True,
                    n_classes: int = 3, in_channels: int = 3, depth: int = 6, base_width: int = 32,

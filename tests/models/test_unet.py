@@ -92,7 +92,7 @@ def test_build_model_unet_and_config_is_attached() -> None:
 
 
 def test_build_model_unknown_name_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="valid names: ae_unet, autoencoder, unet"):
+    with pytest.raises(ValueError, match="valid names: ae_unet, autoencoder, efficientnet_unet, unet"):
         build_model({"name": "resnet"})
     with pytest.raises(ValueError, match="'name'"):
         build_model({"depth": 3})
