@@ -22,7 +22,6 @@ from PIL import Image, ImageFile, ImageSequence, UnidentifiedImageError
 from petseg.data.labels import (
     CAT,
     DOG,
-    IGNORE_INDEX,
     TRIMAP_VALUES,
     check_labels,
     trimap_to_labels,
@@ -238,5 +237,5 @@ def check_dataset(root_or_index: str | Path | DatasetIndex, progress: bool = Fal
     )
 
 
-__all__ = ["BadFileError", "IGNORE_INDEX", "LoadedPair", "ValidationReport", "check_dataset", "fingerprint",
+__all__ = ["BadFileError", "LoadedPair", "ValidationReport", "check_dataset", "fingerprint",
            "load_pair", "load_rgb"]
