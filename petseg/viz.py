@@ -186,3 +186,156 @@ def prediction_panels(images: np.ndarray, targets: np.ndarray, probabilities: np
 def reconstructions(images: np.ndarray, outputs: np.ndarray, labels: Sequence[str] = ()) -> Figure:
     """Top row the inputs, bottom row the autoencoder's reconstructions (both (N, H, W, 3) uint8)."""
     return pair_grid([list(images), list(outputs)], [*labels], row_labels=["input", "reconstruction"])
+
+
+# ------------------------------------------------------------------ the report (chapters 6-8)
+
+
+def seed_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("miou", "mdice", "accuracy"),
+                    baselines: dict[str, dict[str, float]] | None = None, title: str = "") -> Figure:
+    """Grouped bars per model (rows of a seed table, column ``model``): the mean over seeds of each metric,
+    an error bar from min to max over seeds, every seed as a dot, ``n`` under each model, and each
+    baseline (name -> {metric: value}) as a dashed line per metric."""
+    models = list(dict.fromkeys(table["model"]))
+    colours = plt.get_cmap("tab10").colors
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.5 * len(models) + 2), 4))
+    x = np.arange(len(models))
+    for k, metric in enumerate(metrics):
+        offset = x - 0.4 + width * (k + 0.5)
+        grouped = [table.loc[table.model == m, metric].dropna() for m in models]
+        means = np.array([g.mean() if len(g) else np.nan for g in grouped])
+        low = np.array([g.mean() - g.min() if len(g) else 0 for g in grouped])
+        high = np.array([g.max() - g.mean() if len(g) else 0 for g in grouped])
+        bars = ax.bar(offset, means, width, color=colours[k % 10], label=metric, yerr=[low, high], capsize=3,
+                      error_kw={"elinewidth": 1})
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        for position, values in zip(offset, grouped, strict=True):
+            ax.scatter(np.full(len(values), position), values, s=9, color="black", zorder=3)
+        for b, values in enumerate((baselines or {}).values()):
+            if metric in values and values[metric] is not None:
+                ax.axhline(values[metric], color=colours[k % 10], ls=("--", ":", "-.")[b % 3], lw=1, alpha=0.8)
+    counts = [int(table.loc[table.model == m, metrics[0]].notna().sum()) for m in models]
+    ax.set_xticks(x, [f"{m}\n(n={n} seed{'s' if n != 1 else ''})" for m, n in zip(models, counts, strict=True)],
+                  fontsize=8)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("test score (mean over seeds; bar = min..max)")
+    if baselines:
+        styles = [plt.Line2D([], [], color="grey", ls=("--", ":", "-.")[b % 3]) for b in range(len(baselines))]
+        metric_legend = ax.legend(loc="upper left", bbox_to_anchor=(1, 1), title="metric")
+        ax.add_artist(metric_legend)
+        ax.legend(styles, [f"baseline: {n}" for n in baselines], loc="lower left", bbox_to_anchor=(1, 0), fontsize=8)
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1, 1), title="metric")
+    ax.set_title(title or "Test metrics per model")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(matrices: dict[str, np.ndarray], class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+    """Row-normalised confusion matrices (rows = true class, columns = prediction), one heatmap per model."""
+    import seaborn as sns
+
+    n = len(matrices)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+    for ax, (name, matrix) in zip(axes.flat, matrices.items(), strict=False):
+        matrix = np.asarray(matrix, dtype=float)
+        totals = matrix.sum(axis=1, keepdims=True)
+        normalised = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+        sns.heatmap(normalised, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Blues", cbar=False, ax=ax,
+                    xticklabels=class_names, yticklabels=class_names, annot_kws={"fontsize": 9})
+        ax.set(xlabel="predicted", ylabel="true", title=name)
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagrams(diagrams: dict, cols: int = 3) -> Figure:
+    """One reliability diagram per model (``name -> petseg.calibration.Reliability``): accuracy per confidence
+    bin against the diagonal, the gap shaded, the pixel share per bin as grey bars, ECE in the title."""
+    n = len(diagrams)
+    cols = min(n, cols)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), squeeze=False)
+    for ax, (name, diagram) in zip(axes.flat, diagrams.items(), strict=False):
+        centres = (diagram.edges[:-1] + diagram.edges[1:]) / 2
+        width = diagram.edges[1] - diagram.edges[0]
+        share = diagram.counts / max(diagram.pixels, 1)
+        ax.bar(centres, share, width, color="lightgrey", label="share of pixels")
+        filled = ~np.isnan(diagram.accuracy)
+        ax.bar(centres[filled], diagram.accuracy[filled], width, fill=False, edgecolor="tab:blue", label="accuracy")
+        ax.bar(centres[filled], (diagram.confidence - diagram.accuracy)[filled], width,
+               bottom=diagram.accuracy[filled], color="tab:red", alpha=0.3, label="gap")
+        ax.plot([0, 1], [0, 1], color="black", ls="--", lw=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+        ax.set_title(f"{name}\nECE {diagram.ece:.3f}", fontsize=9)
+    list(axes.flat)[0].legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def robustness_curves(table: pd.DataFrame, metric: str = "mdice", ylabel: str = "mean Dice",
+                      units: dict[str, str] | None = None) -> Figure:
+    """A 2 x 4 grid, one panel per perturbation, one line per model: ``metric`` against the level."""
+    names = list(dict.fromkeys(table["perturbation"]))
+    cols = 4
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, names, strict=False):
+        part = table[table.perturbation == name]
+        for model, group in part.groupby("model", sort=False):
+            group = group.sort_values("level_index")
+            if group[metric].notna().any():
+                ax.plot(group["level"], group[metric], marker="o", ms=3, label=model)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.set_xlabel((units or {}).get(name, "level"), fontsize=8)
+        ax.grid(alpha=0.3)
+        if name == "contrast_decrease":
+            ax.invert_xaxis()
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def breed_heatmap(table: pd.DataFrame, metric: str = "mIoU") -> Figure:
+    """Per-breed scores (rows = (species, breed), columns = models) as an annotated heatmap."""
+    import seaborn as sns
+
+    data = table.drop(columns=[c for c in ("test images",) if c in table.columns])
+    labels = [f"{breed} ({species})" for species, breed in data.index]
+    fig, ax = plt.subplots(figsize=(1.4 * data.shape[1] + 2.5, 0.45 * data.shape[0] + 1.5))
+    sns.heatmap(data.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                yticklabels=labels, cbar_kws={"label": f"mean per-image {metric}"})
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=20, ha="right")
+    ax.set_title(f"Per-breed {metric} on the test split")
+    fig.tight_layout()
+    return fig
+
+
+def metric_scatter(frame: pd.DataFrame, x: str, y: str, hue: str | None = None, title: str = "",
+                   xlabel: str = "", ylabel: str = "") -> Figure:
+    """A scatter of two columns (e.g. per-image reconstruction SSIM against segmentation mIoU), coloured
+    by ``hue``, with each group's Spearman rank correlation in the legend."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    groups = frame.groupby(hue, sort=False) if hue else [("all", frame)]
+    for name, group in groups:
+        rho = group[x].rank().corr(group[y].rank())
+        colour = SPECIES_COLOURS.get(str(name))
+        ax.scatter(group[x], group[y], s=12, alpha=0.6, color=colour, label=f"{name} (Spearman {rho:.2f})")
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
