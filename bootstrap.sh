@@ -31,9 +31,24 @@ if [ "$(cat "$VENV/.petseg-installed" 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" > "$VENV/.petseg-installed"
 fi
 
+# The demo's browser test drives Debian's headless Chromium with its matching chromedriver (Selenium, from
+# requirements.txt); the book's demo page takes its screenshot with them. Install them when missing and we may
+# (root + apt-get); otherwise the browser test skips and the page shows the app's pictures without the browser.
+install_browser() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[bootstrap] installing chromium + chromium-driver for the browser test (about 20 s)"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        chromium chromium-driver; } >/tmp/petseg-apt.log 2>&1 \
+      || echo "[bootstrap] chromium install failed (see /tmp/petseg-apt.log): the browser test will skip"
+  else
+    echo "[bootstrap] chromium/chromedriver missing and not root: the browser test will skip"
+  fi
+}
+
 export PATH="$PWD/$VENV/bin:$PATH"
 case "$job" in
   setup) "$VENV/bin/python" -m petseg.environment check ;;
-  book)  exec "$VENV/bin/petseg" book "$@" ;;
-  test)  exec "$VENV/bin/python" -m pytest "$@" ;;
+  book)  install_browser; exec "$VENV/bin/petseg" book "$@" ;;
+  test)  install_browser; exec "$VENV/bin/python" -m pytest "$@" ;;
 esac

@@ -242,6 +242,29 @@ def launch(options: list[ModelOption], host: str = DEFAULT_HOST, port: int | Non
     return app
 
 
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A TCP port that is free on ``host`` right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def serve_in_background(options: list[ModelOption], host: str = DEFAULT_HOST, port: int | None = None,
+                        timeout: float = 60) -> tuple[Any, str]:
+    """Start the app in this process on a free port (unless ``port``) and return it with its URL; call
+    ``app.close()`` to stop it."""
+    app = launch(options, host=host, port=port or free_port(host), block=False)
+    deadline = time.monotonic() + timeout
+    while not getattr(app, "local_url", None):
+        if time.monotonic() > deadline:
+            app.close()
+            raise TimeoutError(f"the demo did not start within {timeout} s")
+        time.sleep(0.1)
+    return app, app.local_url
+
+
 def main(sam2: str | Path | None = None, runs_dir: str | Path | None = None, host: str = DEFAULT_HOST,
          port: int | None = None, device: str = "cpu", random_image_size: int = 1024) -> int:
     """``petseg demo``: find the models, print what was found, serve until interrupted."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,12 +46,6 @@ def write_tiny_run(runs_dir: Path, image_size: int = 32) -> Path:
     return run
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def demo_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
@@ -64,15 +56,11 @@ def demo_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_server(demo_runs_dir: Path) -> Iterator[str]:
     """The app (random SAM 2 at 256 px + the tiny UNet run) on 127.0.0.1:<free port>; closed afterwards."""
-    from petseg.demo.app import launch
+    from petseg.demo.app import serve_in_background
     from petseg.demo.models import demo_options
 
-    options = demo_options(None, demo_runs_dir, random_image_size=DEMO_SAM2_SIZE)
-    app = launch(options, port=free_port(), block=False)
-    deadline = time.monotonic() + 60
-    while not getattr(app, "local_url", None) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    app, url = serve_in_background(demo_options(None, demo_runs_dir, random_image_size=DEMO_SAM2_SIZE))
     try:
-        yield app.local_url
+        yield url
     finally:
         app.close()

@@ -1,0 +1,37 @@
+"""One real-browser test: headless Debian Chromium (Selenium + Debian's chromedriver) uploads a real sample
+image, clicks on it and sees the overlay change; the screenshot goes to ``book/generated/`` (ignored by git).
+
+Skipped, with the reason, when Chromium, chromedriver or Selenium is missing (``bash bootstrap.sh test``
+installs them). The browser can resolve 127.0.0.1 only, and the test checks that the page did not even try
+to contact another host (fonts, CDNs, analytics).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from petseg.demo.browser import browser_missing_reason, capture_demo
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "book" / "generated" / "demo-screenshot-test.png"
+SAMPLE_IMAGE = "american_bulldog_100.jpg"
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+
+@pytest.fixture
+def browser_ready() -> None:
+    reason = browser_missing_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+def test_upload_click_and_see_the_overlay_change(browser_ready, demo_server: str, sample_root: Path) -> None:
+    result = capture_demo(demo_server, sample_root / "images" / SAMPLE_IMAGE, SCREENSHOT, clicks=[(250, 160)])
+    before, after = result["digests"]
+    assert before != after  # the overlay changed after the click
+    assert "foreground point at (250, 160)" in result["status"]  # the browser click hit that image pixel
+    assert "random weights" in result["status"]  # the test app has no trained SAM 2, and says so
+    assert SCREENSHOT.stat().st_size > 10_000
+    assert result["hosts"] == {"127.0.0.1"}, "the page tried to reach another host"
