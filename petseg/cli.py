@@ -1,4 +1,4 @@
-"""The ``petseg`` command: ``petseg data check|download|prepare``, ``petseg book`` (more as chapters grow)."""
+"""The ``petseg`` command: ``petseg data check|download|prepare``, ``train``, ``evaluate``, ``demo``, ``book``."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from petseg.demo.app import main as demo_main
+
+    return demo_main(sam2=args.sam2, runs_dir=args.runs, host=args.host, port=args.port, device=args.device,
+                     random_image_size=args.random_image_size)
+
+
 def _book(args: argparse.Namespace) -> int:
     from petseg import book
     from petseg.data.pipeline import resolve_data_root
@@ -151,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(func=_evaluate)
+
+    demo = commands.add_parser("demo", help="serve the interactive app (SAM 2 clicks/boxes + full-image models)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--sam2", help="SAM 2: a petseg run directory, its best.pt, or an official SAM 2.1 checkpoint "
+                                     "(default: the newest finished SAM 2 run, else random weights, labelled)")
+    demo.add_argument("--runs", type=Path, help="where to look for finished runs (default: $PETSEG_RUNS or ./runs)")
+    demo.add_argument("--device", default="cpu", help="cpu or cuda")
+    demo.add_argument("--random-image-size", type=int, default=1024,
+                      help="input size of the random-weight SAM 2 used when no trained one exists")
+    demo.set_defaults(func=_demo)
 
     from petseg import book
 

@@ -48,7 +48,6 @@ class DemoController:
             raise ValueError("the demo needs at least one model option")
         self.options = {option.key: option for option in options}
         self.default_key = options[0].key
-        self._engines: dict[str, Any] = {}
         self._load_lock = threading.Lock()
 
     def option(self, key: str | None) -> ModelOption:
@@ -58,10 +57,11 @@ class DemoController:
 
     def engine(self, key: str) -> Any:
         """The loaded engine of model ``key`` (loaded on first use, then kept)."""
+        option = self.option(key)
         with self._load_lock:
-            if key not in self._engines:
-                self._engines[key] = self.option(key).load()
-            return self._engines[key]
+            if option.loaded is None:
+                option.loaded = option.load()
+            return option.loaded
 
     def _reply(self, session: PromptSession, key: str | None, message: str, **extra: Any) -> Reply:
         option = self.options.get(key) if key else None
@@ -267,12 +267,22 @@ def serve_in_background(options: list[ModelOption], host: str = DEFAULT_HOST, po
 
 def main(sam2: str | Path | None = None, runs_dir: str | Path | None = None, host: str = DEFAULT_HOST,
          port: int | None = None, device: str = "cpu", random_image_size: int = 1024) -> int:
-    """``petseg demo``: find the models, print what was found, serve until interrupted."""
+    """``petseg demo``: find the models, load the default one (so a bad ``--sam2`` fails now, in one line),
+    print what was found, serve until interrupted."""
+    import sys
+
     from petseg.demo.models import demo_options
 
-    options = demo_options(sam2, runs_dir, device=device, random_image_size=random_image_size)
+    try:
+        options = demo_options(sam2, runs_dir, device=device, random_image_size=random_image_size)
+        DemoController(options).engine(options[0].key)  # the app's controller reuses the loaded engine
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"petseg demo: {error}", file=sys.stderr)
+        return 1
     for option in options:
         print(f"model: {option.label}" + ("  [random weights]" if option.random_weights else ""))
+    if host not in (DEFAULT_HOST, "localhost"):
+        print(f"note: serving on {host}, reachable from other machines")
     print(f"serving on http://{host}:{port or 7860} (Ctrl+C to stop)")
     launch(options, host=host, port=port, block=True)
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class ModelOption:
     load: Callable[[], Any]
     description: str
     random_weights: bool = False
+    loaded: Any = field(default=None, repr=False)  # the engine, once loaded (shared by every controller)
 
 
 @dataclass(frozen=True)
