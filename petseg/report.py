@@ -64,11 +64,13 @@ class ModelRun:
 
 
 def collect_runs(specs: Iterable[ModelSpec], profile: str, data: str | Path | None = None,
-                 seeds: Mapping[str, Sequence[int]] | None = None, **run_kwargs: Any) -> list[ModelRun]:
-    """Train or reuse every ``spec`` for each of its seeds (:func:`seeds_for`); keyword arguments go to
+                 seeds: Mapping[str, Sequence[int]] | None = None, base_seed: int = 0,
+                 **run_kwargs: Any) -> list[ModelRun]:
+    """Train or reuse every ``spec`` for each of its seeds (:func:`seeds_for`, offset by ``base_seed``, the
+    book's seed, so seed offset 0 is the run the model's own chapter made); keyword arguments go to
     ``spec.run`` (e.g. ``progress=False``)."""
-    return [ModelRun(spec, seed, spec.run(profile, data, seed, **run_kwargs))
-            for spec in specs for seed in seeds_for(spec.key, profile, seeds)]
+    return [ModelRun(spec, base_seed + offset, spec.run(profile, data, base_seed + offset, **run_kwargs))
+            for spec in specs for offset in seeds_for(spec.key, profile, seeds)]
 
 
 def flat_metrics(results: Mapping[str, Any], task: str = "segmentation") -> dict[str, float]:

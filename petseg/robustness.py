@@ -217,6 +217,51 @@ class ModelPredictor:
 
 
 @dataclass
+class PromptedPredictor:
+    """A prompted binary model (e.g. ``petseg.models.sam2.PromptedSAM2``) as a :class:`Predictor`.
+
+    ``model(images [B, 3, S, S] in [0, 1], masks [B, S, S]) -> logits`` in eval mode places its prompts from
+    the *clean* ground truth it is given (SAM 2: the most interior pet pixel, one click), so the prompt stays
+    fixed while the image is perturbed. The output is either a tensor of pet logits (``[B, S, S]`` or
+    ``[B, 1, S, S]``) or a dict with ``logits [B, K, S, S]``, ``iou_predictions [B, K]`` and optionally
+    ``candidates [B, K]`` (allowed masks); then the allowed mask with the highest predicted IoU is taken.
+    Pixels with logit > 0 are pet (1).
+    """
+
+    model: torch.nn.Module
+    image_size: int
+    binary: bool = True
+    device: str = "cpu"
+    batch_size: int = 8
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        self.model.to(self.device).eval()
+        labels = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))
+            batch = batch.permute(0, 3, 1, 2).float().div_(255).to(self.device)
+            target = torch.from_numpy(masks[start:start + self.batch_size].astype(np.int64)).to(self.device)
+            labels.append(pet_logits(self.model(batch, target)).gt(0).long().cpu().numpy())
+        return np.concatenate(labels)
+
+
+def pet_logits(output: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, H, W]`` pet logits from a prompted model's output (see :class:`PromptedPredictor`)."""
+    if isinstance(output, Mapping):
+        logits, scores = output["logits"], output["iou_predictions"].float().clone()
+        if "candidates" in output:
+            scores[~output["candidates"].bool()] = -torch.inf
+        best = scores.argmax(dim=1)
+        return logits[torch.arange(len(logits), device=logits.device), best]
+    if output.dim() == 4 and output.shape[1] == 1:
+        return output[:, 0]
+    if output.dim() == 3:
+        return output
+    raise ValueError(f"cannot read pet logits from an output of shape {tuple(output.shape)}")
+
+
+@dataclass
 class FunctionPredictor:
     """Any ``function(images, masks) -> labels`` as a :class:`Predictor` (e.g. a prompted SAM 2 wrapper)."""
 

@@ -52,12 +52,14 @@ def test_seeds_per_profile():
 
 
 def test_collect_runs_and_seed_table(runs):
-    _, model_runs = runs
+    specs, model_runs = runs
     assert [(r.spec.key, r.seed) for r in model_runs] == [("unet", 0), ("unet", 1), ("unet", 2),
                                                           ("ae_unet_frozen", 0)]
     table = report.seed_table(model_runs)
     assert list(table.miou) == [0.60, 0.62, 0.58, 0.3]
     assert table.pet_iou.iloc[0] == pytest.approx(0.8) and table.iou_cat.iloc[0] == pytest.approx(0.60)
+    shifted = report.collect_runs(specs[:1], "quick", seeds={"*": (0, 1)}, base_seed=1)  # book seed 1
+    assert [r.seed for r in shifted] == [1, 2] and shifted[0].run.results["test"]["miou"] == 0.62
 
 
 def test_flat_metrics_of_a_binary_prompted_model():

@@ -143,6 +143,27 @@ def test_sweep_scores_a_perfect_model_and_degrades_it():
     assert list(darker.level) == list(rb.LEVELS["contrast_decrease"])
 
 
+class ClickedRegion(torch.nn.Module):
+    """Tiny 'prompted model': 4 candidate masks, the best-scored allowed one is 'pet wherever red is bright'."""
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert masks.shape == images.shape[:1] + images.shape[2:]  # the clean masks reach the model
+        good = images[:, 0] - 0.5
+        logits = torch.stack([-good, good, -torch.ones_like(good), good], dim=1)
+        iou = torch.tensor([[0.9, 0.8, 0.1, 0.2]]).expand(len(images), 4)
+        candidates = torch.tensor([[False, True, True, True]]).expand(len(images), 4)
+        return {"logits": logits, "iou_predictions": iou, "candidates": candidates}
+
+
+def test_prompted_predictor_takes_best_allowed_candidate():
+    table = rb.sweep({"sam": rb.PromptedPredictor(ClickedRegion(), 32)}, _sweep_images(), ["blur"])
+    clean = table[table.level_index == 0].iloc[0]
+    assert clean.pet_dice == pytest.approx(1.0, abs=1e-3) and np.isnan(clean.mdice)
+    assert rb.pet_logits(torch.zeros(2, 1, 4, 4)).shape == (2, 4, 4)
+    with pytest.raises(ValueError, match="pet logits"):
+        rb.pet_logits(torch.zeros(2, 3, 4, 4))
+
+
 def test_sweep_rejects_wrong_label_shape():
     bad = rb.FunctionPredictor(lambda x, m: np.zeros((1, 5, 5), np.int64), 32)
     with pytest.raises(ValueError, match="shape"):
