@@ -64,6 +64,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ref-encoder", help="override the smp encoder of the reference (e.g. resnet34)")
     parser.add_argument("--ref-decoder", type=int, nargs=5, metavar="C",
                         help="override the reference's decoder_channels (5 values)")
+    parser.add_argument("--variants", nargs="*", default=[], metavar="KEY",
+                        help="also time these petseg.catalog models (their config's profile = --config), e.g. "
+                             "fusion_concat fusion_film efficientnet_unet; reported beside the plain UNet")
     parser.add_argument("--no-flops", action="store_true", help="skip counting forward FLOPs per image")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and random data")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -96,8 +99,9 @@ def _peak_rss_mib() -> float:
 
 
 def build(spec: dict[str, Any]):
-    """The model described by ``spec`` (``kind`` "ours": petseg build_model config; "ref": smp.Unet kwargs)."""
-    if spec["kind"] == "ours":
+    """The model described by ``spec`` (``kind`` "ours"/"variant": petseg build_model config; "ref": smp.Unet
+    kwargs)."""
+    if spec["kind"] in ("ours", "variant"):
         from petseg.models import build_model
 
         return build_model(spec["model"])
@@ -285,9 +289,18 @@ def specs_for(args: argparse.Namespace, device: str, amp: str) -> list[dict[str,
             ref["decoder_channels"] = list(args.ref_decoder)
         ours_label = f"petseg UNet (w{ours['base_width']}-{ours['max_width']}, depth {ours['depth']})"
         ref_label = f"smp.Unet {ref['encoder_name']} (dec {'-'.join(map(str, ref['decoder_channels']))})"
+        variants = []
+        for key in args.variants:
+            from petseg import catalog
+
+            spec = catalog.get(key)
+            model = dict(load_experiment_config(spec.experiment, config, spec.overrides)["model"])
+            variants.append((f"{spec.label} [{key}]", model))
         for size in args.sizes:
             specs.append(dict(common, config=config, size=size, kind="ours", label=ours_label, model=ours))
             specs.append(dict(common, config=config, size=size, kind="ref", label=ref_label, model=ref))
+            specs += [dict(common, config=config, size=size, kind="variant", label=label, model=model)
+                      for label, model in variants]
     return specs
 
 
@@ -325,6 +338,12 @@ def markdown_tables(rows: list[dict[str, Any]], device: str) -> str:
         lines.append(f"| {row['config']} | {row['size']} | {row['label']} | {row['parameters'] / 1e6:.2f} "
                      f"| {gflops} | {row['warmup']}+{row['iters']} | {row['img_per_s']:.2f} | {row['min_img_per_s']:.2f}-{row['max_img_per_s']:.2f} "
                      f"| {row['median_step_s'] * 1000:.0f} | {memory_figure(row)} |")
+    variant_rows = variant_ratios(rows)
+    if variant_rows:
+        lines += ["", "| config | size | model | img/s | **img/s / plain UNet** | memory / plain UNet |",
+                  "|---|---:|---|---:|---:|---:|"]
+        lines += [f"| {v['config']} | {v['size']} | {v['label']} | {v['img_per_s']:.2f} | **{v['speed_ratio']:.2f}** "
+                  f"| {v['memory_ratio']:.2f} |" for v in variant_rows]
     lines += ["", "| config | size | ours img/s | reference img/s | **ours / reference** | params ours / ref "
               "| memory ours / ref |", "|---|---:|---:|---:|---:|---:|---:|"]
     for ratio in ratios(rows):
@@ -351,6 +370,20 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "ref_img_per_s": ref["img_per_s"], "speed_ratio": ours["img_per_s"] / ref["img_per_s"],
                     "param_ratio": ours["parameters"] / ref["parameters"],
                     "memory_ratio": _training_memory(ours) / _training_memory(ref)})
+    return out
+
+
+def variant_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each ``--variants`` row against the plain petseg UNet of the same config and size."""
+    plain = {(row["config"], row["size"]): row for row in rows if row["kind"] == "ours"}
+    out = []
+    for row in rows:
+        base = plain.get((row["config"], row["size"]))
+        if row["kind"] != "variant" or base is None:
+            continue
+        out.append({"config": row["config"], "size": row["size"], "label": row["label"],
+                    "img_per_s": row["img_per_s"], "speed_ratio": row["img_per_s"] / base["img_per_s"],
+                    "memory_ratio": _training_memory(row) / _training_memory(base)})
     return out
 
 
@@ -397,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {"environment": info, "load_average": {"before": load_before, "after": load_after},
                    "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                             if k != "single"},
-                   "results": rows, "ratios": ratios(rows)}
+                   "results": rows, "ratios": ratios(rows), "variant_ratios": variant_ratios(rows)}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0

@@ -73,3 +73,11 @@ register(ModelSpec("ae_unet_frozen", "AE+UNet, frozen encoder", "ae_unet", chapt
 register(ModelSpec("ae_unet_finetuned", "AE+UNet, fine-tuned encoder", "ae_unet", chapter="03_autoencoder",
                    tag="finetuned", overrides={"model": {"freeze_encoder": False}}))
 # chapter 4 (pretrained semantics) and chapter 5 (SAM 2) register their variants below.
+# chapter 4: the study's global-vector fusion (and FiLM) with the encoder whose weights exist on the build machines
+# (EfficientNet-Lite0, ImageNet); CLIP runs through an override (petseg.models.clip_unet, clip_unet.yaml).
+register(ModelSpec("fusion_concat", "global-vector fusion (EfficientNet-Lite0, concat)", "clip_unet",
+                   chapter="04_clip_unet", tag="concat", overrides={"model": {"fusion": "concat"}}))
+register(ModelSpec("fusion_film", "global-vector fusion (EfficientNet-Lite0, FiLM)", "clip_unet",
+                   chapter="04_clip_unet", tag="film", overrides={"model": {"fusion": "film"}}))
+register(ModelSpec("efficientnet_unet", "UNet on pretrained EfficientNet-Lite0 (ImageNet)", "efficientnet_unet",
+                   chapter="04_clip_unet"))

@@ -339,3 +339,36 @@ def metric_scatter(frame: pd.DataFrame, x: str, y: str, hue: str | None = None, 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def vector_swap_panels(images: np.ndarray, own: np.ndarray, swapped: np.ndarray, margin_change: np.ndarray,
+                       block: int | None = None, row_labels: Sequence[str] = ()) -> Figure:
+    """What a global image vector changes: per row an input, the prediction with its own vector, the
+    prediction with another image's vector, and the change of the cat-minus-dog logit margin (blue: towards
+    dog, red: towards cat; one colour scale for all rows), with the bottleneck grid every ``block`` px.
+
+    ``images`` (N, H, W, 3) uint8; ``own``/``swapped`` (N, C, H, W) probabilities; ``margin_change`` (N, H, W).
+    """
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(10.5, 2.5 * n), squeeze=False)
+    limit = float(np.nanmax(np.abs(margin_change))) or 1.0
+    titles = ["input", "prediction, own vector", "prediction, swapped vector", "margin change (cat - dog)"]
+    for i in range(n):
+        axes[i][0].imshow(images[i])
+        axes[i][1].imshow(colourise(own[i].argmax(0).astype(np.uint8)))
+        axes[i][2].imshow(colourise(swapped[i].argmax(0).astype(np.uint8)))
+        im = axes[i][3].imshow(margin_change[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        if block:
+            for position in range(block, margin_change.shape[-1], block):
+                axes[i][3].axvline(position - 0.5, color="black", lw=0.5, alpha=0.5)
+            for position in range(block, margin_change.shape[-2], block):
+                axes[i][3].axhline(position - 0.5, color="black", lw=0.5, alpha=0.5)
+        for c in range(4):
+            axes[i][c].set_xticks([])
+            axes[i][c].set_yticks([])
+            if i == 0:
+                axes[i][c].set_title(titles[c], fontsize=9)
+        if i < len(row_labels):
+            axes[i][0].set_ylabel(row_labels[i], fontsize=8)
+    fig.colorbar(im, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label="logit margin change")
+    return fig

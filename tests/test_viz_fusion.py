@@ -1,0 +1,28 @@
+"""petseg.viz.vector_swap_panels: the chapter 4 figure of what a global vector changes."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from petseg import viz  # noqa: E402
+
+
+def test_vector_swap_panels_draws_rows_grid_and_shared_scale():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    own = rng.dirichlet(np.ones(3), size=(2, 64, 64)).transpose(0, 3, 1, 2)
+    swapped = own[:, [0, 2, 1]]  # cat and dog exchanged
+    change = np.kron(rng.normal(size=(2, 2, 2)), np.ones((1, 32, 32)))
+    fig = viz.vector_swap_panels(images, own, swapped, change, block=32, row_labels=["a <- b", "b <- a"])
+    axes = fig.axes
+    assert len(axes) == 2 * 4 + 1  # panels + colourbar
+    assert axes[0].get_ylabel() == "a <- b" and axes[3].get_title().startswith("margin change")
+    change_image = axes[3].get_images()[0]
+    assert change_image.get_clim() == pytest.approx((-np.abs(change).max(), np.abs(change).max()))
+    assert len(axes[3].lines) == 2  # one vertical + one horizontal grid line at 32 px on a 64 px map
+    np.testing.assert_array_equal(axes[1].get_images()[0].get_array(), viz.colourise(own[0].argmax(0).astype(np.uint8)))
+    assert len(viz.vector_swap_panels(images, own, swapped, change).axes[3].lines) == 0  # no block, no grid
+    matplotlib.pyplot.close("all")
