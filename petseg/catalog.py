@@ -81,3 +81,8 @@ register(ModelSpec("fusion_film", "global-vector fusion (EfficientNet-Lite0, FiL
                    chapter="04_clip_unet", tag="film", overrides={"model": {"fusion": "film"}}))
 register(ModelSpec("efficientnet_unet", "UNet on pretrained EfficientNet-Lite0 (ImageNet)", "efficientnet_unet",
                    chapter="04_clip_unet"))
+# chapter 5: SAM 2, prompted pet vs background (binary), evaluated with clicks and boxes
+register(ModelSpec("sam2_effnet", "SAM 2 decoder on pretrained EfficientNet-Lite0 (frozen)", "sam2_effnet",
+                   chapter="05_sam2", task="prompted"))
+register(ModelSpec("sam2_hiera", "SAM 2.1 Hiera-tiny, random init", "sam2_hiera", chapter="05_sam2",
+                   task="prompted"))

@@ -372,3 +372,47 @@ def vector_swap_panels(images: np.ndarray, own: np.ndarray, swapped: np.ndarray,
             axes[i][0].set_ylabel(row_labels[i], fontsize=8)
     fig.colorbar(im, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label="logit margin change")
     return fig
+
+
+def click_curves(curves: dict[str, Sequence[float]], thresholds: Sequence[float] = (0.85, 0.90)) -> Figure:
+    """Mean pet IoU after each click (interactive protocol), one line per model, with the NoC thresholds."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, curve in curves.items():
+        ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", ms=3, label=name)
+    for threshold in thresholds:
+        ax.axhline(threshold, color="grey", ls=":", lw=1)
+        ax.text(1, threshold, f" IoU {threshold:.2f}", va="bottom", fontsize=8, color="grey")
+    ax.set(xlabel="number of clicks", ylabel="mean pet IoU", ylim=(0, 1), title="IoU per click")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def prompt_panels(examples: dict, title: str = "") -> Figure:
+    """Rows of input with click / ground truth / 1-click prediction / input with box / box prediction, from
+    :func:`petseg.interactive.prompt_examples` (green + positive click, red x negative, yellow box)."""
+    count = len(examples["images"])
+    fig, axes = plt.subplots(count, 5, figsize=(12, 2.5 * count), squeeze=False)
+    titles = ("input + click", "ground truth", "prediction (1 click)", "input + box", "prediction (box)")
+    for row in range(count):
+        image, mask = examples["images"][row], examples["masks"][row]
+        pet = np.where(mask == IGNORE_INDEX, IGNORE_INDEX, (mask != BACKGROUND) * CAT).astype(np.uint8)
+        panels = (image, overlay(image, pet), overlay(image, examples["point_predictions"][row].astype(np.uint8)),
+                  image, overlay(image, examples["box_predictions"][row].astype(np.uint8)))
+        for column, panel in enumerate(panels):
+            ax = axes[row][column]
+            ax.imshow(panel)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(titles[column], fontsize=9)
+        for click in examples["clicks"][row]:
+            style = {"marker": "+", "color": "lime"} if click.label == 1 else {"marker": "x", "color": "red"}
+            axes[row][0].scatter([click.x], [click.y], s=120, linewidths=2.5, **style)
+        x0, y0, x1, y1 = examples["boxes"][row]
+        axes[row][3].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="yellow", lw=2))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
