@@ -42,7 +42,10 @@ __all__ = [
     "number_of_clicks",
     "predict_box",
     "predict_clicks",
+    "evaluate_prompted_model",
+    "interactive_subset",
     "prompt_examples",
+    "prompted_table",
 ]
 
 DEFAULT_MAX_CLICKS = 20
@@ -129,7 +132,8 @@ def evaluate_prompted(predictor: Any, dataset: Any, max_clicks: int = DEFAULT_MA
     pet-vs-background metrics of the 1-click predictions), ``one_click`` and ``box`` (each also with
     ``mean_image_iou``), ``interactive`` (``images``, ``max_clicks``, ``miou_per_click``, ``noc85``,
     ``noc90``, ``failed85`` / ``failed90`` = images never reaching the threshold) and ``latency``
-    (``embed_ms`` mean time of ``set_image``, ``click_ms`` mean and ``click_ms_median`` per prediction).
+    (``embed_ms`` mean time of ``set_image``; ``click_ms`` mean and ``click_ms_median`` time per prediction,
+    the click simulation included: :mod:`benchmarks.sam2_latency` times the decoder alone).
     ``per_image`` has one row per item: ``one_click_iou``, ``one_click_dice``, ``one_click_accuracy``,
     ``box_iou``, and for interactive items ``noc85``, ``noc90``, ``iou_click_01``...
     """
@@ -244,3 +248,24 @@ def evaluate_prompted_model(model: torch.nn.Module, dataset: Any, evaluation: di
     results, per_image = evaluate_prompted(predictor, dataset, max_clicks, subset)
     results["interactive_subset"] = "all" if subset is None else f"{len(subset)} evenly spaced images"
     return results, per_image
+
+
+def prompted_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per named ``results["test"]`` of a prompted run: 1-click pet IoU / Dice / pixel accuracy
+    (dataset level), 1-click mean per-image IoU, box pet IoU, NoC@85 / NoC@90 and how many images the
+    interactive protocol ran on."""
+    rows = {}
+    for name, test in results.items():
+        interactive = test.get("interactive", {})
+        rows[name] = {
+            "1-click IoU (pet)": test["one_click"]["iou"][1],
+            "1-click Dice (pet)": test["one_click"]["dice"][1],
+            "1-click accuracy": test["one_click"]["pixel_accuracy"],
+            "1-click mIoU (bg+pet)": test["one_click"]["miou"],
+            "1-click mean image IoU": test["one_click"]["mean_image_iou"],
+            "box IoU (pet)": test["box"]["iou"][1],
+            "NoC@85": interactive.get("noc85"),
+            "NoC@90": interactive.get("noc90"),
+            "20-click images": interactive.get("images"),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").astype(float).round(3)

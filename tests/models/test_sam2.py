@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from petseg.data.download import OfflineError
-from petseg.interactive import evaluate_prompted, interactive_subset, number_of_clicks
+from petseg.interactive import evaluate_prompted, interactive_subset, number_of_clicks, prompted_table
 from petseg.models import build_model
 from petseg.models import sam2 as sam2_module
 from petseg.models.sam2 import Sam2CheckpointError, fetch_official_checkpoint, load_sam2_predictor
@@ -155,6 +155,9 @@ def test_evaluate_prompted_reports_every_protocol(trained_run) -> None:
     assert 1 <= results["interactive"]["noc85"] <= 4 and results["binary"] == results["one_click"]
     assert len(per_image) == 3 and per_image["noc90"].isna().sum() == 1
     assert 0 <= results["box"]["iou"][1] <= 1 and results["latency"]["embed_ms"] > 0
+    table = prompted_table({"model": results})
+    assert table.loc["model", "20-click images"] == 2
+    assert table.loc["model", "1-click IoU (pet)"] == round(results["one_click"]["iou"][1], 3)
 
 
 def test_number_of_clicks_and_subset() -> None:
