@@ -339,6 +339,11 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
         result["metrics"], _ = evaluate_segmentation(model, dataset, device=device)
         if split == "test":
             result["baselines"] = baseline_metrics(prepared)
+    elif config["task"] == "prompted":
+        from petseg.interactive import evaluate_prompted_model
+
+        result["metrics"], _ = evaluate_prompted_model(model, dataset, config.get("evaluation"),
+                                                       device=str(_device(device)))
     else:
         result["metrics"] = evaluate_reconstruction(model, dataset, device=device)
     result["provenance"] = collect_provenance({"data_fingerprint": prepared.report.fingerprint})
