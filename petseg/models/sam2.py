@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from petseg.models.pretrained import EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD, load_efficientnet_lite0
-from petseg.prompts import Prompt, interior_point, pet_and_valid, simulate_training_prompt
+from petseg.prompts import Prompt, interior_point, next_click, pet_and_valid, simulate_training_prompt
 
 __all__ = [
     "HIERA_SIZES",
@@ -161,7 +161,10 @@ class PromptedSAM2(nn.Module):
     ``checkpoint``: an official SAM 2.1 checkpoint file (``hiera`` trunk only) to fine-tune from, or
     ``"download"`` to fetch the official file of ``hiera_size`` (checksum-verified,
     :func:`fetch_official_checkpoint`). Prompt simulation settings: see
-    :func:`petseg.prompts.simulate_training_prompt`.
+    :func:`petseg.prompts.simulate_training_prompt`. ``corrective_rounds`` > 0 adds SAM's iterative training:
+    per batch, 0..``corrective_rounds`` rounds (drawn with the training ``rng``) each predict without
+    gradient and add to every prompt the click of the interactive protocol (:func:`petseg.prompts.next_click`:
+    the interior of the largest error region) before the prediction that is trained on.
     """
 
     task = "prompted"
@@ -169,12 +172,15 @@ class PromptedSAM2(nn.Module):
     def __init__(self, trunk: str = "hiera", hiera_size: str = "tiny", image_size: int = 256,
                  pretrained_trunk: bool = True, freeze_trunk: bool = True, checkpoint: str | None = None,
                  box_probability: float = 0.3, max_extra_clicks: int = 3, box_jitter: float = 0.1,
-                 interior_probability: float = 0.5) -> None:
+                 interior_probability: float = 0.5, corrective_rounds: int = 0) -> None:
         super().__init__()
         self.sam = build_sam2_base(hiera_size, image_size, trunk, pretrained_trunk, freeze_trunk)
         self.trunk_name, self.image_size = trunk, image_size
         self.prompt_settings = {"box_probability": box_probability, "max_extra_clicks": max_extra_clicks,
                                 "box_jitter": box_jitter, "interior_probability": interior_probability}
+        if corrective_rounds < 0:
+            raise ValueError(f"corrective_rounds must be >= 0, got {corrective_rounds}")
+        self.corrective_rounds = corrective_rounds
         if checkpoint is not None:
             if trunk != "hiera":
                 raise ValueError("an official SAM 2.1 checkpoint only fits trunk='hiera'")
@@ -250,10 +256,23 @@ class PromptedSAM2(nn.Module):
                 rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
         if masks.shape[-2:] != images.shape[-2:]:
             raise ValueError(f"masks {tuple(masks.shape)} and images {tuple(images.shape)} differ in size")
-        prompts = self.simulate_prompts(masks, rng if self.training else None)
+        training = self.training and rng is not None
+        prompts = self.simulate_prompts(masks, rng if training else None)
         scale = self.image_size / images.shape[-1]
-        points, labels = self._batch_prompts(prompts, scale, images.device)
         features = self.image_features(images)
+        rounds = int(rng.integers(0, self.corrective_rounds + 1)) if training and self.corrective_rounds else 0
+        masks_np = masks.cpu().numpy() if rounds else None
+        for _ in range(rounds):  # SAM's iterative training: add the protocol's corrective click, no gradient
+            with torch.no_grad():
+                low_res, iou = self.decode(features, *self._batch_prompts(prompts, scale, images.device))
+                chosen = self._chosen_masks(low_res, iou, prompts, images.shape[-2:])
+            for index, prompt in enumerate(prompts):
+                click = next_click(chosen[index], masks_np[index])
+                if click is not None:
+                    prompts[index] = Prompt(np.concatenate([prompt.points, [[click.x, click.y]]]).astype(np.float32),
+                                            np.concatenate([prompt.labels, [click.label]]).astype(np.int32),
+                                            prompt.box)
+        points, labels = self._batch_prompts(prompts, scale, images.device)
         low_res, iou = self.decode(features, points, labels)
         logits = F.interpolate(low_res.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
         multimask = torch.tensor([p.multimask for p in prompts], device=images.device)
@@ -261,6 +280,16 @@ class PromptedSAM2(nn.Module):
         candidates[:, 1:] = multimask[:, None]
         candidates[:, 0] = ~multimask
         return {"logits": logits, "iou_predictions": iou.float(), "candidates": candidates}
+
+
+    @staticmethod
+    def _chosen_masks(low_res: torch.Tensor, iou: torch.Tensor, prompts: list[Prompt],
+                      size: tuple[int, int]) -> np.ndarray:
+        """Boolean masks ``[B, H, W]`` SAM 2 would output: best-scored of 1-3 for one click, else mask 0."""
+        best = iou[:, 1:].argmax(dim=1) + 1
+        index = torch.tensor([int(b) if p.multimask else 0 for b, p in zip(best, prompts, strict=True)])
+        chosen = low_res[torch.arange(len(prompts)), index][:, None].float()
+        return (F.interpolate(chosen, size=size, mode="bilinear", align_corners=False)[:, 0] > 0).cpu().numpy()
 
 
 def build_sam2_model(config: dict[str, Any]) -> PromptedSAM2:

@@ -235,3 +235,31 @@ def test_official_format_checkpoint_round_trip(tmp_path: Path) -> None:
     assert torch.equal(model.sam.state_dict()[key], sam.state_dict()[key])
     with pytest.raises(ValueError, match="Hiera-tiny"):
         build_model({"name": "sam2_hiera", "hiera_size": "small", "image_size": 256, "checkpoint": str(path)})
+
+
+def test_corrective_rounds_add_protocol_clicks(monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = build_model({"name": "sam2_effnet", "image_size": SIZE, "pretrained_trunk": False,
+                         "corrective_rounds": 2, "box_probability": 0.0, "max_extra_clicks": 0})
+    seen: list[int] = []
+    original = model._batch_prompts
+
+    def spy(prompts, scale, device):
+        seen.append(max(len(p.labels) for p in prompts))
+        return original(prompts, scale, device)
+
+    monkeypatch.setattr(model, "_batch_prompts", spy)
+    images, masks = zip(*(Blobs(2)[i] for i in range(2)), strict=True)
+    runs = []
+    for seed in range(8):
+        seen.clear()
+        outputs = model(torch.stack(images), torch.stack(masks), rng=np.random.default_rng(seed))
+        runs.append(list(seen))
+        # the first prompt, then one more click per round (none once a prediction is perfect), then the pass
+        # that is trained on, with the single-mask output as soon as there is more than one click
+        assert seen[0] == 1 and seen[-1] == max(seen) and all(b - a in (0, 1) for a, b in zip(seen, seen[1:]))
+        if seen[-1] > 1:
+            assert not outputs["candidates"][:, 1:].any()
+    assert {len(r) for r in runs} == {1, 2, 3} and [1, 2, 3] in runs  # 0, 1 and 2 rounds all occur
+    with pytest.raises(ValueError, match="corrective_rounds"):
+        build_model({"name": "sam2_effnet", "image_size": SIZE, "pretrained_trunk": False, "corrective_rounds": -1})
