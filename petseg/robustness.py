@@ -356,15 +356,20 @@ def sweep(predictors: Mapping[str, Predictor], images: SweepImages, perturbation
     3-class mean Dice; NaN for binary predictors), ``miou``, ``accuracy``, ``mean_image_mdice`` (mean over
     images of per-image mDice), ``dice_<class>``, ``pet_dice``/``pet_iou`` (pet vs background, every
     predictor), ``binary_mdice``, ``binary_accuracy``, ``mean_image_pet_dice`` and ``seconds`` (the model's
-    time for that condition). Level 0 is the identity, so each perturbation's first row is the clean score.
+    time for that condition). Level 0 is the identity, so each perturbation's first row is the clean score;
+    it is computed once and repeated (``seconds`` 0 on the repeats).
     """
     if not predictors:
         raise ValueError("sweep needs at least one predictor")
     sizes = sorted({p.image_size for p in predictors.values()})
     targets = {size: images.masks_at(size) for size in sizes}
     rows = []
+    clean: dict[str, dict[str, Any]] = {}  # level 0 is the identity for every perturbation: score it once
     conditions = grid(perturbations)
     for number, (name, level_index, level) in enumerate(conditions):
+        if level_index == 0 and clean:
+            rows.extend({**row, "perturbation": name, "level": level, "seconds": 0.0} for row in clean.values())
+            continue
         perturbed = [perturb(image, name, level, image_rng(seed, name, i)) for i, image in enumerate(images.images)]
         inputs = {size: np.stack([resize_and_pad(image, mask, size)[0]
                                   for image, mask in zip(perturbed, images.masks, strict=True)]) for size in sizes}
@@ -376,6 +381,8 @@ def sweep(predictors: Mapping[str, Predictor], images: SweepImages, perturbation
                          "images": len(images.stems),
                          **_score(labels, targets[predictor.image_size], predictor.binary),
                          "seconds": round(seconds, 3)})
+            if level_index == 0:
+                clean[model_name] = rows[-1]
         if progress is not None:
             progress(f"{number + 1}/{len(conditions)} {name} level {level}")
     return pd.DataFrame(rows)

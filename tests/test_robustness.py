@@ -138,6 +138,7 @@ def test_sweep_scores_a_perfect_model_and_degrades_it():
     assert clean[clean.model == "bright"].mdice.iloc[0] == pytest.approx(1.0, abs=1e-3)  # pad/border ignored
     assert clean.pet_dice.min() > 0.99
     assert table[table.model == "binary"].mdice.isna().all()
+    assert (table[table.level_index == 0].groupby("model").pet_dice.nunique() == 1).all()  # one clean score
     darker = table[(table.model == "bright") & (table.perturbation == "contrast_decrease")].sort_values("level_index")
     assert darker.mdice.iloc[-1] < 0.5  # at factor 0.1 nothing is bright any more
     assert list(darker.level) == list(rb.LEVELS["contrast_decrease"])
@@ -180,6 +181,9 @@ def test_cached_sweep_writes_provenance_and_reuses(tmp_path):
     predictors = {"truth": (rb.FunctionPredictor(predict, 24), {"run": "truth-v1"}, tmp_path)}
     first = rb.cached_sweep(predictors, _sweep_images(), ["occlusion"], seed=1)
     assert len(calls) == 10 and first.mdice.min() == pytest.approx(1.0)
+    rb.cached_sweep({"other": (rb.FunctionPredictor(predict, 24), {"run": "other"}, tmp_path / "other")},
+                    _sweep_images(), ["occlusion", "blur"], seed=1)
+    assert len(calls) == 29  # 2 x 10 conditions, the shared clean condition evaluated once
     csv = list(tmp_path.glob("robustness-*.csv"))
     assert len(csv) == 1
     provenance = json.loads(csv[0].with_suffix(".json").read_text())
@@ -188,7 +192,7 @@ def test_cached_sweep_writes_provenance_and_reuses(tmp_path):
     assert len(calls) == 10  # reused, not recomputed
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again, check_dtype=False)
     rb.cached_sweep(predictors, _sweep_images(), ["occlusion"], seed=2)  # another seed: a new table
-    assert len(calls) == 20
+    assert len(calls) == 39
 
 
 def test_summary_reports_drop():
