@@ -101,7 +101,7 @@ def _demo(args: argparse.Namespace) -> int:
     from petseg.demo.app import main as demo_main
 
     return demo_main(sam2=args.sam2, runs_dir=args.runs, host=args.host, port=args.port, device=args.device,
-                     random_image_size=args.random_image_size)
+                     random_image_size=args.random_image_size, profile=args.profile)
 
 
 def _book(args: argparse.Namespace) -> int:
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sam2", help="SAM 2: a petseg run directory, its best.pt, or an official SAM 2.1 checkpoint "
                                      "(default: the newest finished SAM 2 run, else random weights, labelled)")
     demo.add_argument("--runs", type=Path, help="where to look for finished runs (default: $PETSEG_RUNS or ./runs)")
+    demo.add_argument("--profile", choices=["quick", "full"], help="offer only this profile's runs (default: all)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda")
     demo.add_argument("--random-image-size", type=int, default=1024,
                       help="input size of the random-weight SAM 2 used when no trained one exists")

@@ -10,9 +10,13 @@ API endpoints (for ``gradio_client``): ``/upload`` (file, model), ``/click`` (x,
 ``/reset``, ``/set_model`` (model). A click in the browser goes through the same code as ``/click``.
 """
 
+import contextlib
+import io
 import os
 import threading
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,7 +218,7 @@ def build_app(options: list[ModelOption]) -> Any:
                                       value="auto", label="Point label", elem_id="label-mode")
                 reset = gr.Button("Reset prompts", elem_id="reset")
             with gr.Column(scale=2):
-                canvas = gr.Image(label="Click on the image", interactive=False, format="png", elem_id="canvas")
+                canvas = gr.Image(label="Click on the image", interactive=False, format="jpeg", elem_id="canvas")
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
                 details = gr.JSON(label="Prompts and timings", elem_id="details")
         # API-only inputs: /click takes image pixel coordinates as numbers
@@ -236,8 +240,10 @@ def build_app(options: list[ModelOption]) -> Any:
 def launch(options: list[ModelOption], host: str = DEFAULT_HOST, port: int | None = None,
            block: bool = True) -> Any:
     """Build and serve the app on ``host:port`` (127.0.0.1 unless told otherwise); returns the Blocks."""
+    # gradio's queue uses pandas options that pandas 3 deprecates: not ours to fix, and noise in the book
+    warnings.filterwarnings("ignore", module="gradio.queueing")
     app = build_app(options)
-    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
+    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, inline=False, show_error=True,
                max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=not block)
     return app
 
@@ -265,8 +271,52 @@ def serve_in_background(options: list[ModelOption], host: str = DEFAULT_HOST, po
     return app, app.local_url
 
 
+@contextlib.contextmanager
+def serve_subprocess(*cli_args: str, host: str = DEFAULT_HOST, timeout: float = 180) -> Iterator[str]:
+    """Run ``petseg demo <cli_args>`` in a child process on a free port; yield its URL once it answers, stop
+    it on exit. Keeps Gradio's side effects (its output, its matplotlib backend switching) out of the caller,
+    e.g. a notebook kernel. RuntimeError with the end of the child's log if it does not come up."""
+    import subprocess
+    import sys
+    import tempfile
+    import urllib.request
+
+    port = free_port(host)
+    url = f"http://{host}:{port}/"
+    with tempfile.TemporaryFile("w+") as log:
+        child = subprocess.Popen([sys.executable, "-m", "petseg.cli", "demo", "--host", host, "--port", str(port),
+                                  *cli_args], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=2):
+                        break
+                except OSError:
+                    if child.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        tail = "\n".join(log.read().splitlines()[-5:])
+                        raise RuntimeError(f"petseg demo did not start (exit code {child.poll()}): {tail}") from None
+                    time.sleep(0.3)
+            yield url
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def close_quietly(app: Any) -> None:
+    """Stop a background app without Gradio's "Closing server" line (keeps the book's output clean)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        app.close()
+
+
 def main(sam2: str | Path | None = None, runs_dir: str | Path | None = None, host: str = DEFAULT_HOST,
-         port: int | None = None, device: str = "cpu", random_image_size: int = 1024) -> int:
+         port: int | None = None, device: str = "cpu", random_image_size: int = 1024,
+         profile: str | None = None) -> int:
     """``petseg demo``: find the models, load the default one (so a bad ``--sam2`` fails now, in one line),
     print what was found, serve until interrupted."""
     import sys
@@ -274,7 +324,7 @@ def main(sam2: str | Path | None = None, runs_dir: str | Path | None = None, hos
     from petseg.demo.models import demo_options
 
     try:
-        options = demo_options(sam2, runs_dir, device=device, random_image_size=random_image_size)
+        options = demo_options(sam2, runs_dir, device=device, random_image_size=random_image_size, profile=profile)
         DemoController(options).engine(options[0].key)  # the app's controller reuses the loaded engine
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"petseg demo: {error}", file=sys.stderr)
@@ -283,6 +333,6 @@ def main(sam2: str | Path | None = None, runs_dir: str | Path | None = None, hos
         print(f"model: {option.label}" + ("  [random weights]" if option.random_weights else ""))
     if host not in (DEFAULT_HOST, "localhost"):
         print(f"note: serving on {host}, reachable from other machines")
-    print(f"serving on http://{host}:{port or 7860} (Ctrl+C to stop)")
+    print(f"serving on http://{host}:{port or 7860} (Ctrl+C to stop)", flush=True)
     launch(options, host=host, port=port, block=True)
     return 0

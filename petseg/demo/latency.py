@@ -51,3 +51,28 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
         "server_predict_median_ms": 1000 * float(np.median(server)),
         "host": f"{platform.node()} ({platform.processor() or platform.machine()})",
     }
+
+
+def latency_summary(result: dict[str, Any], aim_ms: float = 100) -> dict[str, Any]:
+    """A table of :func:`measure_latency`'s figures and a sentence saying where and under what load they
+    were measured and whether the per-click aim was met."""
+    import os
+
+    import pandas as pd
+
+    rows = {
+        "upload + embedding (first time)": (1000 * result["upload_seconds"],
+                                            1000 * (result["server_embedding_seconds"] or float("nan"))),
+        "upload, embedding cached": (1000 * result["upload_cached_seconds"], 0.0),
+        "one more click (median)": (result["click_median_ms"], result["server_predict_median_ms"]),
+        "one more click (90th percentile)": (result["click_p90_ms"],
+                                             1000 * float(np.percentile(result["server_predict_seconds"], 90))),
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["round trip (ms)", "server: model call (ms)"])
+    met = result["click_median_ms"] < aim_ms
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    text = (f"{result['model']}, image {result['image']}, measured on {result['host']} with {os.cpu_count()} "
+            f"CPU cores (load average {load:.1f} while measuring; other work on the machine slows every figure). "
+            f"The median extra click took {result['click_median_ms']:.0f} ms: the {aim_ms:.0f} ms aim is "
+            f"{'met' if met else 'not met on this machine'}.")
+    return {"table": table.round(0), "text": text}

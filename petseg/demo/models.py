@@ -44,8 +44,9 @@ class FinishedRun:
     results: dict
 
 
-def find_finished_runs(runs_dir: str | Path, task: str) -> list[FinishedRun]:
-    """The newest finished run per (catalog model, profile) of ``task`` under ``runs_dir``, catalog order."""
+def find_finished_runs(runs_dir: str | Path, task: str, profile: str | None = None) -> list[FinishedRun]:
+    """The newest finished run per (catalog model, profile) of ``task`` under ``runs_dir``, catalog order;
+    only ``profile``'s runs when it is given."""
     from petseg import catalog
 
     runs_dir = Path(runs_dir)
@@ -68,7 +69,7 @@ def find_finished_runs(runs_dir: str | Path, task: str) -> list[FinishedRun]:
             mtime = (path / "results.json").stat().st_mtime
             if match[1] not in newest or mtime > newest[match[1]][0]:
                 newest[match[1]] = (mtime, run)
-        found += [newest[p][1] for p in ("quick", "full") if p in newest]
+        found += [newest[p][1] for p in ("quick", "full") if p in newest and profile in (None, p)]
     return found
 
 
@@ -117,7 +118,7 @@ def load_trained_sam2(source: str | Path, device: str = "cpu") -> Any:
 
 
 def sam2_options(source: str | Path | None, runs_dir: str | Path, device: str = "cpu",
-                 random_image_size: int = 1024) -> list[ModelOption]:
+                 random_image_size: int = 1024, profile: str | None = None) -> list[ModelOption]:
     """The SAM 2 entries: ``source`` if given, else finished prompted runs, else random weights."""
     from petseg.demo.engines import PromptEngine
 
@@ -133,7 +134,7 @@ def sam2_options(source: str | Path | None, runs_dir: str | Path, device: str = 
                     load=lambda run=run: PromptEngine(load_trained_sam2(run.path, device)),
                     description=f"SAM 2 run **{run.label}**, `{run.path.name}` ({run.profile} profile, seed "
                                 f"{run.seed}).")
-        for run in find_finished_runs(runs_dir, "prompted")
+        for run in find_finished_runs(runs_dir, "prompted", profile)
     ]
     if options:
         return options
@@ -146,10 +147,18 @@ def sam2_options(source: str | Path | None, runs_dir: str | Path, device: str = 
 
 
 def demo_options(sam2: str | Path | None = None, runs_dir: str | Path | None = None, device: str = "cpu",
-                 random_image_size: int = 1024) -> list[ModelOption]:
-    """Every model the demo offers: SAM 2 first, then the full-image runs."""
+                 random_image_size: int = 1024, profile: str | None = None) -> list[ModelOption]:
+    """Every model the demo offers: SAM 2 first, then the full-image runs (only ``profile``'s, if given)."""
     from petseg.experiment import default_runs_dir
 
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    full = [full_image_option(run, device) for run in find_finished_runs(runs_dir, "segmentation")]
-    return sam2_options(sam2, runs_dir, device, random_image_size) + full
+    full = [full_image_option(run, device) for run in find_finished_runs(runs_dir, "segmentation", profile)]
+    return sam2_options(sam2, runs_dir, device, random_image_size, profile) + full
+
+
+def options_table(options: list[ModelOption]) -> Any:
+    """The model selector's entries as a DataFrame (label, what it needs, weights)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"model": o.label, "input": "point/box prompts" if o.kind == "prompted" else "image only",
+                          "weights": "random (untrained)" if o.random_weights else "trained"} for o in options])

@@ -97,6 +97,16 @@ def classify_click(mask: np.ndarray | None, x: int, y: int, radius: int = CLICK_
     return BACKGROUND if window.mean() > 0.5 else FOREGROUND
 
 
+def interior_pixel(mask: np.ndarray) -> tuple[int, int]:
+    """``(x, y)`` of the pixel of a boolean mask farthest from its border: a natural first click on a pet."""
+    if not np.any(mask):
+        raise ValueError("the mask is empty: no pixel to click")
+    padded = np.pad(np.asarray(mask, np.uint8), 1)  # the image edge counts as border too
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return int(x), int(y)
+
+
 def box_from_corners(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` with x0 < x1 and y0 < y1 from two opposite corners given in any order."""
     (xa, ya), (xb, yb) = first, second

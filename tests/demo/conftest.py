@@ -56,11 +56,11 @@ def demo_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_server(demo_runs_dir: Path) -> Iterator[str]:
     """The app (random SAM 2 at 256 px + the tiny UNet run) on 127.0.0.1:<free port>; closed afterwards."""
-    from petseg.demo.app import serve_in_background
+    from petseg.demo.app import close_quietly, serve_in_background
     from petseg.demo.models import demo_options
 
     app, url = serve_in_background(demo_options(None, demo_runs_dir, random_image_size=DEMO_SAM2_SIZE))
     try:
         yield url
     finally:
-        app.close()
+        close_quietly(app)

@@ -105,3 +105,14 @@ def test_run_dir_name_must_match_a_catalog_model(tmp_path: Path) -> None:
     run.rename(tmp_path / "mystery-quick-s0-0123456789")
     assert find_finished_runs(tmp_path, "segmentation") == []
     assert json.loads((tmp_path / "mystery-quick-s0-0123456789" / "results.json").read_text())
+
+
+def test_profile_filter_and_options_table(tmp_path: Path) -> None:
+    from petseg.demo.models import options_table
+
+    write_tiny_run(tmp_path)
+    assert demo_options(None, tmp_path, profile="full")[1:] == []
+    options = demo_options(None, tmp_path, profile="quick")
+    table = options_table(options)
+    assert list(table["weights"]) == ["random (untrained)", "trained"]
+    assert list(table["input"]) == ["point/box prompts", "image only"]

@@ -162,3 +162,19 @@ def test_render_draws_mask_points_and_box_colour() -> None:
     assert tuple(picture[8, 0]) == BOX_COLOURS["green"]
     session.box = (45, 30, 59, 39)
     assert tuple(render(session)[35, 59]) == BOX_COLOURS["blue"]
+
+
+def test_interior_pixel_is_the_centre_of_a_square_and_stays_inside() -> None:
+    from petseg.demo.session import interior_pixel
+
+    assert interior_pixel(square_mask()) in {(29, 19), (30, 20), (29, 20), (30, 19)}
+    ring = np.zeros((50, 50), bool)
+    ring[5:45, 5:45] = True
+    ring[15:35, 15:35] = False  # a hole: the centre of mass is not on the mask
+    x, y = interior_pixel(ring)
+    assert ring[y, x]
+    edge = np.zeros((20, 20), bool)
+    edge[:, :6] = True  # touching the image edge: the edge is a border too
+    assert interior_pixel(edge)[0] in (2, 3)
+    with pytest.raises(ValueError, match="empty"):
+        interior_pixel(np.zeros((5, 5), bool))

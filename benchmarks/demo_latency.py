@@ -1,0 +1,112 @@
+"""How fast does the demo answer? Image upload (decode + SAM 2 embedding) and each extra click's round trip.
+
+    .venv/bin/python benchmarks/demo_latency.py                                  # random SAM 2, 1024 and 256 px
+    .venv/bin/python benchmarks/demo_latency.py --sam2 runs/<sam2 run> --clicks 20
+    .venv/bin/python benchmarks/demo_latency.py --device cuda --json demo_latency.json
+
+For each SAM 2 (a trained one with ``--sam2``, else SAM 2.1 hiera-tiny with random weights at the
+``--sizes`` given: the same network cost as trained weights) it starts the app on 127.0.0.1 in this
+process and measures, through ``gradio_client`` as a browser would: the first upload of a real image
+(decode + embedding + response), the same upload again (embedding from the cache), and ``--clicks``
+point prompts one after another (prompt encoder + mask decoder + drawing + PNG + HTTP). Beside them: the
+server's own embedding and per-click prediction times, and the predictor alone (``predict`` on a set image,
+no app). The aim is under 100 ms per extra click. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def predictor_only(predictor, image: np.ndarray, clicks: list[tuple[int, int]]) -> dict[str, float]:
+    """``set_image`` once, then ``predict`` one more point at a time: seconds (median over clicks)."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        predictor.set_image(image)
+    embed = time.perf_counter() - start
+    times, points = [], []
+    for click in clicks:
+        points.append(click)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            predictor.predict(point_coords=np.asarray(points, np.float32), point_labels=np.ones(len(points)),
+                              multimask_output=len(points) == 1)
+        times.append(time.perf_counter() - start)
+    return {"set_image_seconds": embed, "predict_median_ms": 1000 * statistics.median(times)}
+
+
+def sample_image(data: str | None) -> Path:
+    from petseg.data.layout import data_root_from_env, find_dataset_root
+
+    root = data_root_from_env(data)
+    if root is None:
+        raise SystemExit("give --data or set PETSEG_DATA (a real image is uploaded)")
+    images = sorted((find_dataset_root(root) / "images").glob("*.jpg"))
+    if not images:
+        raise SystemExit(f"no JPEG images under {root}/images")
+    return images[len(images) // 2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sam2", help="a trained SAM 2 (run directory / checkpoint); default: random weights")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 256],
+                        help="input sizes of the random-weight SAM 2 (ignored with --sam2)")
+    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--data", help="dataset folder (default: $PETSEG_DATA)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    from petseg.demo.app import close_quietly, serve_in_background
+    from petseg.demo.latency import click_grid, measure_latency
+    from petseg.demo.models import sam2_options
+    from petseg.demo.session import load_upload
+
+    image_path = sample_image(args.data)
+    image, _ = load_upload(image_path)
+    empty_runs = Path(os.devnull)  # no run discovery: only the SAM 2 asked for
+    variants = [(None, size) for size in args.sizes] if args.sam2 is None else [(args.sam2, None)]
+    rows = []
+    for source, size in variants:
+        options = sam2_options(source, empty_runs, device=args.device, random_image_size=size or 1024)
+        app, url = serve_in_background(options)
+        try:
+            result = measure_latency(url, image_path, options[0].key, clicks=args.clicks)
+        finally:
+            close_quietly(app)
+        engine = options[0].loaded
+        result.update(predictor_only(engine.predictor, image, click_grid(image.shape[1], image.shape[0],
+                                                                          args.clicks)))
+        result.update(device=args.device, threads=torch.get_num_threads())
+        rows.append(result)
+        print(f"{result['model']} on {args.device}, image {result['image']} ({image_path.name}):")
+        print(f"  upload + embedding   {result['upload_seconds']:.2f} s (server embedding "
+              f"{result['server_embedding_seconds']:.2f} s; predictor alone {result['set_image_seconds']:.2f} s)")
+        print(f"  same image again     {result['upload_cached_seconds']:.2f} s (embedding cached: "
+              f"{result['embedding_was_cached']})")
+        print(f"  per extra click      median {result['click_median_ms']:.0f} ms, p90 {result['click_p90_ms']:.0f} ms "
+              f"round trip; server predict {result['server_predict_median_ms']:.0f} ms; predictor alone "
+              f"{result['predict_median_ms']:.0f} ms  ({args.clicks} clicks)")
+    print(f"host: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+    if args.json:
+        for row in rows:
+            row.pop("click_round_trip_seconds", None)
+            row.pop("server_predict_seconds", None)
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
