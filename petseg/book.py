@@ -376,6 +376,7 @@ def build_book(root: Path, profile: str = "quick", data: str | None = None, seed
     parameters = {"profile": profile, "data": data, "seed": int(seed)}
     start = time.perf_counter()
     execute_chapters(selected, root=root, parameters=parameters, force=force, progress=progress)
+    write_environment_note(root)
     html_dir = root / "_build" / "html"
     if not html:
         return html_dir
@@ -441,6 +442,14 @@ if __name__ == "__main__":
 
 
 DATA_NOTE = "data_used.md"
+
+
+def write_environment_note(root: Path | str) -> Path:
+    """Write ``book/generated/environment.md`` (each chapter's execution time from ``execution_times.json``,
+    and the Python, packages, hardware and git commit of this build), which ``book/appendix.md`` includes."""
+    from petseg.report import write_environment_page
+
+    return write_environment_page(root, TIMES_FILE)
 
 
 def write_data_note(text: str, root: Path | str | None = None) -> Path:

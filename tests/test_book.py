@@ -325,6 +325,8 @@ def test_tiny_book_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "Parkhi" in (html / "book" / "references.html").read_text()
     times = json.loads((root / "book" / "generated" / "execution_times.json").read_text())
     assert set(times) == {"01_alpha", "02_beta"}
+    environment = (root / "book" / "generated" / "environment.md").read_text()  # the appendix's table
+    assert "| `01_alpha` |" in environment and "| Python |" in environment
 
     # Unchanged: nothing is re-executed. A changed notebook re-executes only that chapter.
     results = book.execute_chapters(chapters, root=root, parameters={"profile": "quick",
