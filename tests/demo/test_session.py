@@ -178,3 +178,17 @@ def test_interior_pixel_is_the_centre_of_a_square_and_stays_inside() -> None:
     assert interior_pixel(edge)[0] in (2, 3)
     with pytest.raises(ValueError, match="empty"):
         interior_pixel(np.zeros((5, 5), bool))
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 2, 0, 0, 0)  # claims 900 megapixels, RGB
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(DemoInputError, match="bomb.png.*not an image this app can read"):
+        load_upload(bomb)
