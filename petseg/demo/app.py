@@ -53,6 +53,8 @@ class DemoController:
         self.options = {option.key: option for option in options}
         self.default_key = options[0].key
         self._load_lock = threading.Lock()
+        # prompt events skip Gradio's queue (faster); this keeps one session's clicks from interleaving
+        self._prompt_lock = threading.Lock()
 
     def option(self, key: str | None) -> ModelOption:
         if key not in self.options:
@@ -110,6 +112,11 @@ class DemoController:
     def click(self, x: float, y: float, mode: str, label_mode: str, key: str | None,
               session: PromptSession | None) -> tuple[Reply, PromptSession]:
         """A click at image pixel (x, y): a point prompt or a box corner, then a new mask."""
+        with self._prompt_lock:
+            return self._click(x, y, mode, label_mode, key, session)
+
+    def _click(self, x: float, y: float, mode: str, label_mode: str, key: str | None,
+               session: PromptSession | None) -> tuple[Reply, PromptSession]:
         session = session or PromptSession()
         key = key or self.default_key
         try:
@@ -144,6 +151,10 @@ class DemoController:
 
     def reset(self, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
         """Clear every prompt (and the mask); the image and its embedding stay."""
+        with self._prompt_lock:
+            return self._reset(key, session)
+
+    def _reset(self, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
         session = session or PromptSession()
         key = key or self.default_key
         session.reset()
@@ -228,12 +239,14 @@ def build_app(options: list[ModelOption]) -> Any:
 
         shown = [canvas, status, details, session]
         upload.upload(on_upload, [upload, model, session], shown, api_name="upload")
-        canvas.select(on_select, [mode, label_mode, model, session], shown, api_name=False)
-        click_button.click(on_click, [click_x, click_y, mode, label_mode, model, session], shown, api_name="click")
-        reset.click(on_reset, [model, session], shown, api_name="reset")
+        # prompts are fast: they skip the queue (a direct request, less overhead per click)
+        canvas.select(on_select, [mode, label_mode, model, session], shown, api_name=False, queue=False)
+        click_button.click(on_click, [click_x, click_y, mode, label_mode, model, session], shown, api_name="click",
+                           queue=False)
+        reset.click(on_reset, [model, session], shown, api_name="reset", queue=False)
         model.change(on_model, [model, session], [*shown, model_note], api_name="set_model")
         mode.change(on_mode, session, session, api_name=False)
-    app.queue(default_concurrency_limit=4)
+    app.queue()  # uploads and model switches (embedding, seconds) wait their turn
     return app
 
 
