@@ -257,9 +257,45 @@ def test_corrective_rounds_add_protocol_clicks(monkeypatch) -> None:
         runs.append(list(seen))
         # the first prompt, then one more click per round (none once a prediction is perfect), then the pass
         # that is trained on, with the single-mask output as soon as there is more than one click
-        assert seen[0] == 1 and seen[-1] == max(seen) and all(b - a in (0, 1) for a, b in zip(seen, seen[1:]))
+        assert seen[0] == 1 and seen[-1] == max(seen) and all(b - a in (0, 1) for a, b in zip(seen, seen[1:], strict=False))
         if seen[-1] > 1:
             assert not outputs["candidates"][:, 1:].any()
     assert {len(r) for r in runs} == {1, 2, 3} and [1, 2, 3] in runs  # 0, 1 and 2 rounds all occur
     with pytest.raises(ValueError, match="corrective_rounds"):
         build_model({"name": "sam2_effnet", "image_size": SIZE, "pretrained_trunk": False, "corrective_rounds": -1})
+
+
+def test_download_records_size_and_sha256_then_verifies(tmp_path: Path, monkeypatch) -> None:
+    """Download from a local HTTP server: the file lands under its official name with a size/sha256 record,
+    a second call uses it without the network, a changed file is refused."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    served = tmp_path / "server"
+    served.mkdir()
+    payload = b"pretend SAM 2.1 weights" * 100
+    (served / "sam2.1_hiera_tiny.pt").write_bytes(payload)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(sam2_module, "OFFICIAL_BASE_URL", f"http://127.0.0.1:{server.server_port}/")
+        cache = tmp_path / "cache"
+        path = fetch_official_checkpoint("tiny", cache)
+        assert path.read_bytes() == payload
+        record = (cache / "sam2.1_hiera_tiny.pt.sha256.json").read_text()
+        assert hashlib.sha256(payload).hexdigest() in record
+    finally:
+        server.shutdown()
+    assert fetch_official_checkpoint("tiny", cache) == path  # server gone: no network needed
+    path.write_bytes(payload[:-1])
+    with pytest.raises(Sam2CheckpointError, match="does not match"):
+        fetch_official_checkpoint("tiny", cache)
+
+
+def test_build_sam2_model_goes_through_the_registry() -> None:
+    model = sam2_module.build_sam2_model({"name": "sam2_effnet", "image_size": SIZE, "pretrained_trunk": False})
+    assert isinstance(model, sam2_module.PromptedSAM2) and model.petseg_config["name"] == "sam2_effnet"
