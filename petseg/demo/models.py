@@ -126,7 +126,8 @@ def sam2_options(source: str | Path | None, runs_dir: str | Path, device: str = 
         path = Path(source).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"--sam2: nothing at {path}")
-        return [ModelOption(key="sam2:given", label=f"SAM 2 ({path.name})", kind="prompted",
+        name = path.name if path.is_dir() else f"{path.parent.name}/{path.name}"
+        return [ModelOption(key="sam2:given", label=f"SAM 2 ({name})", kind="prompted",
                             load=lambda: PromptEngine(load_trained_sam2(path, device)),
                             description=f"SAM 2 loaded from `{path}`.")]
     options = [
