@@ -116,3 +116,24 @@ def test_profile_filter_and_options_table(tmp_path: Path) -> None:
     table = options_table(options)
     assert list(table["weights"]) == ["random (untrained)", "trained"]
     assert list(table["input"]) == ["point/box prompts", "image only"]
+
+
+def test_a_finished_sam2_run_replaces_the_random_fallback(tmp_path: Path) -> None:
+    """A petseg SAM 2 run (tiny, untrained weights here) is found, loaded through
+    petseg.models.sam2.load_sam2_predictor and answers prompts through the engine."""
+    from petseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"name": "sam2_effnet", "image_size": 64, "pretrained_trunk": False})
+    run = tmp_path / "sam2_effnet-quick-s0-abcdef0123"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "model_config": model.petseg_config}, run / "best.pt")
+    (run / "results.json").write_text(json.dumps({"test": {}}))
+    options = demo_options(None, tmp_path)
+    assert options[0].key == f"run:{run.name}" and not options[0].random_weights
+    assert all(not o.key.startswith("sam2:random") for o in options)
+    engine = options[0].load()
+    image = pet_like_image()
+    mask, _ = engine.predict(image, "k", [(80, 60)], [1], None)
+    boxed, _ = engine.predict(image, "k", [], [], (20, 10, 140, 110))
+    assert mask.shape == boxed.shape == image.shape[:2]
