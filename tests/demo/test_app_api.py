@@ -148,3 +148,18 @@ def test_unknown_model_is_refused(client, tmp_path: Path) -> None:
         upload(client, write_image(tmp_path / "pet.png", pet_like_image()), model="nope")
     _, message, _ = upload(client, write_image(tmp_path / "pet.png", pet_like_image()))
     assert "loaded" in message
+
+
+def test_latency_measurement_through_the_api(demo_server: str, tmp_path: Path) -> None:
+    from petseg.demo.latency import click_grid, latency_summary, measure_latency
+
+    assert click_grid(160, 120, 3) == click_grid(160, 120, 3) and len(click_grid(160, 120, 5)) == 5
+    assert all(32 <= x < 128 and 24 <= y < 96 for x, y in click_grid(160, 120, 20))
+    image = write_image(tmp_path / "fresh.png", pet_like_image(100, 140))  # not embedded by other tests
+    result = measure_latency(demo_server, image, SAM2_KEY, clicks=3)
+    assert result["embedding_was_cached"] and result["server_embedding_seconds"] > 0
+    assert len(result["click_round_trip_seconds"]) == len(result["server_predict_seconds"]) == 3
+    assert all(r >= s for r, s in zip(result["click_round_trip_seconds"], result["server_predict_seconds"],
+                                      strict=True))  # a round trip includes the model call
+    summary = latency_summary(result)
+    assert summary["table"].shape == (4, 2) and "100 ms aim" in summary["text"]
