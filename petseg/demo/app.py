@@ -62,11 +62,15 @@ class DemoController:
         return self.options[key]
 
     def engine(self, key: str) -> Any:
-        """The loaded engine of model ``key`` (loaded on first use, then kept)."""
+        """The loaded engine of model ``key`` (loaded on first use, then kept); a model that cannot be loaded
+        (a checkpoint gone or broken since start-up) is a DemoInputError naming it."""
         option = self.option(key)
         with self._load_lock:
             if option.loaded is None:
-                option.loaded = option.load()
+                try:
+                    option.loaded = option.load()
+                except (OSError, ValueError, RuntimeError) as error:
+                    raise DemoInputError(f"cannot load the model {option.label}: {error}") from error
             return option.loaded
 
     def _reply(self, session: PromptSession, key: str | None, message: str, **extra: Any) -> Reply:
@@ -339,7 +343,7 @@ def main(sam2: str | Path | None = None, runs_dir: str | Path | None = None, hos
     try:
         options = demo_options(sam2, runs_dir, device=device, random_image_size=random_image_size, profile=profile)
         DemoController(options).engine(options[0].key)  # the app's controller reuses the loaded engine
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError) as error:  # DemoInputError is a ValueError
         print(f"petseg demo: {error}", file=sys.stderr)
         return 1
     for option in options:

@@ -92,3 +92,14 @@ def test_handlers_accept_a_missing_session(controller) -> None:
 def test_a_controller_needs_models() -> None:
     with pytest.raises(ValueError, match="at least one"):
         DemoController([])
+
+
+def test_a_model_that_fails_to_load_is_a_message(tmp_path) -> None:
+    def broken() -> None:
+        raise FileNotFoundError("best.pt vanished")
+
+    demo = DemoController([ModelOption("gone", "gone SAM", "prompted", broken, "")])
+    reply, session = demo.upload(str(write_image(tmp_path / "p.png", pet_like_image())), "gone", None)
+    assert "cannot load the model gone SAM" in reply.message and "vanished" in reply.message
+    reply, _ = demo.click(5, 5, "point", "auto", "gone", session)
+    assert "cannot load" in reply.message
