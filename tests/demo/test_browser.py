@@ -39,3 +39,13 @@ def test_upload_click_and_see_the_overlay_change(browser_ready, demo_server: str
     assert "random weights" in result["status"]  # the test app has no trained SAM 2, and says so
     assert SCREENSHOT.stat().st_size > 10_000
     assert result["hosts"] == {"127.0.0.1"}, "the page tried to reach another host"
+
+
+def test_clicks_on_a_scaled_down_picture_land_on_the_right_image_pixel(browser_ready, demo_server: str,
+                                                                      tmp_path: Path) -> None:
+    from tests.demo.conftest import pet_like_image, write_image
+
+    image = write_image(tmp_path / "wide.png", pet_like_image(750, 1000))  # shown smaller than it is
+    result = capture_demo(demo_server, image, tmp_path / "wide-screenshot.png", clicks=[(800, 600)])
+    clicked = re.search(r"point at \((\d+), (\d+)\)", result["status"])
+    assert clicked and abs(int(clicked[1]) - 800) <= 2 and abs(int(clicked[2]) - 600) <= 2, result["status"]
