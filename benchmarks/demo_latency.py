@@ -5,8 +5,8 @@
     .venv/bin/python benchmarks/demo_latency.py --device cuda --json demo_latency.json
 
 For each SAM 2 (a trained one with ``--sam2``, else SAM 2.1 hiera-tiny with random weights at the
-``--sizes`` given: the same network cost as trained weights) it starts the app on 127.0.0.1 in this
-process and measures, through ``gradio_client`` as a browser would: the first upload of a real image
+``--sizes`` given: the same network cost as trained weights) it starts ``petseg demo`` on 127.0.0.1 in a
+child process and measures, through ``gradio_client`` as a browser would: the first upload of a real image
 (decode + embedding + response), the same upload again (embedding from the cache), and ``--clicks``
 point prompts one after another (prompt encoder + mask decoder + drawing + PNG + HTTP). Beside them: the
 server's own embedding and per-click prediction times, and the predictor alone (``predict`` on a set image,
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
-    from petseg.demo.app import close_quietly, serve_in_background
+    from petseg.demo.app import serve_subprocess
     from petseg.demo.latency import click_grid, measure_latency
     from petseg.demo.models import sam2_options
     from petseg.demo.session import load_upload
@@ -81,13 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for source, size in variants:
         options = sam2_options(source, empty_runs, device=args.device, random_image_size=size or 1024)
-        app, url = serve_in_background(options)
-        try:
+        flags = ["--sam2", str(source)] if source else ["--random-image-size", str(size)]
+        with serve_subprocess(*flags, "--runs", str(empty_runs), "--device", args.device) as url:
             result = measure_latency(url, image_path, options[0].key, clicks=args.clicks)
-        finally:
-            close_quietly(app)
-        engine = options[0].loaded
-        # in a worker thread, as the app's handlers run: on a busy machine torch's OpenMP threads are far
+        engine = options[0].load()
+        # in a worker thread, as the app's handlers run: on a busy machine torch's OpenMP threads were far
         # slower from the main thread (measured here: 2 threads, load 11, 256 px: 165 vs 23 ms per predict)
         with ThreadPoolExecutor(1) as pool:
             result.update(pool.submit(predictor_only, engine.predictor, image,
