@@ -381,7 +381,8 @@ def click_curves(curves: dict[str, Sequence[float]], thresholds: Sequence[float]
         ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", ms=3, label=name)
     for threshold in thresholds:
         ax.axhline(threshold, color="grey", ls=":", lw=1)
-        ax.text(1, threshold, f" IoU {threshold:.2f}", va="bottom", fontsize=8, color="grey")
+        ax.text(0.99, threshold, f"IoU {threshold:.2f}", va="bottom", ha="right", fontsize=8, color="grey",
+                transform=ax.get_yaxis_transform())
     ax.set(xlabel="number of clicks", ylabel="mean pet IoU", ylim=(0, 1), title="IoU per click")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
