@@ -78,6 +78,11 @@ def _train(args: argparse.Namespace) -> int:
     test = run.results["test"]
     state = "reused finished run" if run.reused else f"trained in {run.results['train_seconds']} s"
     print(f"{run.path} ({state})")
+    if "one_click" in test:  # a prompted (SAM 2) run: 1 click, box, NoC
+        from petseg.interactive import prompted_table
+
+        print(json.dumps(prompted_table({"test": test}).loc["test"].to_dict()))
+        return 0
     print(json.dumps({k: test.get(k) for k in ("miou", "mdice", "pixel_accuracy", "ssim", "psnr") if k in test}))
     return 0
 
