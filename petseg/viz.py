@@ -190,16 +190,21 @@ def reconstructions(images: np.ndarray, outputs: np.ndarray, labels: Sequence[st
 
 # ------------------------------------------------------------------ the report (chapters 6-8)
 
+METRIC_NAMES = {"miou": "mIoU", "mdice": "mDice", "accuracy": "pixel accuracy", "pet_iou": "pet IoU",
+                "pet_dice": "pet Dice", "binary_accuracy": "pixel accuracy (pet vs bg)"}
+
 
 def seed_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("miou", "mdice", "accuracy"),
                     baselines: dict[str, dict[str, float]] | None = None, title: str = "") -> Figure:
     """Grouped bars per model (rows of a seed table, column ``model``): the mean over seeds of each metric,
     an error bar from min to max over seeds, every seed as a dot, ``n`` under each model, and each
     baseline (name -> {metric: value}) as a dashed line per metric."""
+    import textwrap
+
     models = list(dict.fromkeys(table["model"]))
     colours = plt.get_cmap("tab10").colors
     width = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.5 * len(models) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.9 * len(models) + 2.5), 4.2))
     x = np.arange(len(models))
     for k, metric in enumerate(metrics):
         offset = x - 0.4 + width * (k + 0.5)
@@ -207,7 +212,8 @@ def seed_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("miou", "mdic
         means = np.array([g.mean() if len(g) else np.nan for g in grouped])
         low = np.array([g.mean() - g.min() if len(g) else 0 for g in grouped])
         high = np.array([g.max() - g.mean() if len(g) else 0 for g in grouped])
-        bars = ax.bar(offset, means, width, color=colours[k % 10], label=metric, yerr=[low, high], capsize=3,
+        bars = ax.bar(offset, means, width, color=colours[k % 10], label=METRIC_NAMES.get(metric, metric),
+                      yerr=[low, high], capsize=3,
                       error_kw={"elinewidth": 1})
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
         for position, values in zip(offset, grouped, strict=True):
@@ -216,8 +222,8 @@ def seed_comparison(table: pd.DataFrame, metrics: Sequence[str] = ("miou", "mdic
             if metric in values and values[metric] is not None:
                 ax.axhline(values[metric], color=colours[k % 10], ls=("--", ":", "-.")[b % 3], lw=1, alpha=0.8)
     counts = [int(table.loc[table.model == m, metrics[0]].notna().sum()) for m in models]
-    ax.set_xticks(x, [f"{m}\n(n={n} seed{'s' if n != 1 else ''})" for m, n in zip(models, counts, strict=True)],
-                  fontsize=8)
+    ax.set_xticks(x, [f"{textwrap.fill(m, 22)}\n(n={n} seed{'s' if n != 1 else ''})"
+                      for m, n in zip(models, counts, strict=True)], fontsize=8)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("test score (mean over seeds; bar = min..max)")
     if baselines:

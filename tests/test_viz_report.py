@@ -28,6 +28,8 @@ def test_seed_comparison_bars_are_means_with_min_max_error_bars():
     heights = sorted(round(p.get_height(), 3) for p in ax.patches)
     assert heights == [0.4, 0.5, 0.6, 0.7]  # means: A 0.6/0.7, B 0.4/0.5
     assert [t.get_text() for t in ax.get_xticklabels()] == ["A\n(n=2 seeds)", "B\n(n=1 seed)"]
+    legend_texts = [t.get_text() for legend in ax.findobj(matplotlib.legend.Legend) for t in legend.get_texts()]
+    assert {"mIoU", "mDice", "baseline: bg"} <= set(legend_texts)
     assert any(line.get_ydata()[0] == 0.2 for line in ax.get_lines())  # the baseline
 
 
