@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -68,10 +69,36 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from petseg.experiment import run_experiment
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``["train.num_workers=12", "data.image_size=256"]`` -> nested dict; values are parsed as YAML."""
+    import yaml
 
-    overrides = {"train": {"epochs": args.epochs}} if args.epochs else None
+    overrides: dict = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise SystemExit(f"petseg: --set expects SECTION.KEY=VALUE (e.g. train.num_workers=12), got {pair!r}")
+        node = overrides
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SystemExit(f"petseg: --set {pair!r} conflicts with an earlier --set of {part!r}")
+        value = yaml.safe_load(raw)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        node[parts[-1]] = value
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from petseg.experiment import deep_merge, run_experiment
+
+    overrides = parse_overrides(args.set)
+    if args.epochs:
+        overrides = deep_merge(overrides, {"train": {"epochs": args.epochs}})
+    overrides = overrides or None
     run = run_experiment(args.model, args.profile, args.data, args.seed, overrides=overrides, tag=args.tag,
                          runs_dir=args.runs_dir, force=args.force, device=args.device,
                          resume="required" if args.resume else "auto")
@@ -85,6 +112,20 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps({k: test.get(k) for k in ("miou", "mdice", "pixel_accuracy", "ssim", "psnr") if k in test}))
     return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    import logging
+
+    from petseg.reference_runs import REFERENCE_DIR, record_reference_runs
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    budget = args.budget_minutes * 60 if args.budget_minutes else None
+    written = record_reference_runs(args.models, args.profile, args.data, args.seed, args.out or REFERENCE_DIR,
+                                    overrides=parse_overrides(args.set), budget_seconds=budget,
+                                    runs_dir=args.runs_dir, device=args.device)
+    print(json.dumps({key: str(path) if path else None for key, path in written.items()}, indent=1))
+    return 0 if all(written.values()) else 3
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -154,7 +195,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the interrupted run (last.pt) of this config; an error if there is none "
                             "(without the flag an interrupted run is continued too, a missing one started)")
+    train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override one config value (YAML), e.g. train.num_workers=12; repeatable")
     train.set_defaults(func=_train)
+
+    from petseg.catalog import CATALOG
+
+    record = commands.add_parser("record", help="train + test catalog models and record their results for the "
+                                                "book (book/reference_run/<profile>/), e.g. the full profile on a GPU")
+    record.add_argument("models", nargs="+", choices=list(CATALOG), metavar="MODEL",
+                        help=f"catalog keys, in order: {', '.join(CATALOG)}")
+    record.add_argument("--profile", default="full", choices=["quick", "full"])
+    record.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
+    record.add_argument("--seed", type=int, default=0)
+    record.add_argument("--out", type=Path, help="record folder (default: the repository's book/reference_run)")
+    record.add_argument("--runs-dir", type=Path, help="where runs go (default: $PETSEG_RUNS or ./runs)")
+    record.add_argument("--device", help="cuda, mps, cpu (default: best available)")
+    record.add_argument("--budget-minutes", type=float,
+                        help="start no further model after this many minutes (exit status 3 if any was skipped)")
+    record.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override one config value of every model (YAML), e.g. train.num_workers=12")
+    record.set_defaults(func=_record)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a split, with baselines")
     evaluate.add_argument("checkpoint", type=Path)

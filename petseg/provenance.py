@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = ["collect_provenance", "git_state"]
 
+GIT_COMMIT_ENV = "PETSEG_GIT_COMMIT"
 _PACKAGES = ("numpy", "torchmetrics", "segmentation_models_pytorch", "timm", "albumentations", "sam2",
              "open_clip_torch")
 
@@ -37,10 +38,16 @@ def git_state(path: str | Path | None = None) -> dict[str, Any]:
     """``{"commit", "dirty", "branch"}`` of the git checkout holding ``path`` (default: this package).
 
     ``dirty`` is True when tracked files differ from the commit (untracked files are not considered);
-    every value is None outside a git checkout or without a commit.
+    every value is None outside a git checkout or without a commit. A copy of a checkout without ``.git``
+    (a remote GPU machine) can name its commit in ``$PETSEG_GIT_COMMIT`` (and ``$PETSEG_GIT_DIRTY`` = 0/1);
+    ``source`` then says so.
     """
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent
     commit = _git(["rev-parse", "HEAD"], cwd)
+    if commit is None and os.environ.get(GIT_COMMIT_ENV):
+        dirty = os.environ.get("PETSEG_GIT_DIRTY")
+        return {"commit": os.environ[GIT_COMMIT_ENV].strip(), "dirty": None if dirty not in ("0", "1") else dirty == "1",
+                "branch": None, "source": f"${GIT_COMMIT_ENV} (a copy of the checkout without .git)"}
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) if commit else None
     branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd) if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status), "branch": branch}

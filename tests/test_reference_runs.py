@@ -1,0 +1,105 @@
+"""Tests for petseg.reference_runs (recorded full-profile results) and the `petseg record` / `--set` options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from petseg import reference_runs
+from petseg.cli import build_parser, parse_overrides
+from petseg.experiment import Run
+from petseg.provenance import git_state
+
+
+def fake_run_dir(root: Path, name: str, profile: str = "full", seed: int = 0, **test: float) -> Path:
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    results = {"experiment": name.split("-")[0], "profile": profile, "seed": seed, "train_seconds": 12.5,
+               "data": {"image_size": 512, "fingerprint": "abc"},
+               "train_summary": {"epochs_completed": 60, "best_checkpoint": "/gpu/best.pt",
+                                 "last_checkpoint": "/gpu/last.pt", "history": [{"epoch": 1}]},
+               "provenance": {"gpu_names": ["NVIDIA H200"], "cpu_count": 16, "git": {"commit": "0123456789abcdef"},
+                              "data_fingerprint": "abc"},
+               "test": test or {"miou": 0.81234, "mdice": 0.88, "pixel_accuracy": 0.93}}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (run_dir / "config.json").write_text(json.dumps({"train": {"epochs": 60}}))
+    (run_dir / "best.pt").write_bytes(b"weights stay out of the record")
+    return run_dir
+
+
+def test_record_run_writes_a_small_self_describing_file(tmp_path: Path) -> None:
+    path = reference_runs.record_run(fake_run_dir(tmp_path / "runs", "unet-full-s0-x"), "unet", tmp_path / "ref")
+    assert path == tmp_path / "ref" / "full" / "unet-s0.json"
+    record = json.loads(path.read_text())
+    assert record["key"] == "unet" and record["config"] == {"train": {"epochs": 60}}
+    assert "best_checkpoint" not in record["train_summary"] and record["test"]["miou"] == 0.81234
+    loaded = reference_runs.load_reference_results("full", tmp_path / "ref")
+    table = reference_runs.reference_table(loaded)
+    assert table.loc["unet-s0", "mIoU"] == 0.812 and table.loc["unet-s0", "hardware"] == "NVIDIA H200"
+    assert table.loc["unet-s0", "epochs"] == 60 and table.loc["unet-s0", "commit"] == "0123456789"
+    assert reference_runs.load_reference_results("quick", tmp_path / "ref") == {}
+    assert reference_runs.reference_table(loaded, keys=["ae_unet_frozen"]).empty
+
+
+def test_record_run_refuses_an_unfinished_run_and_unknown_formats(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        reference_runs.record_run(tmp_path, "unet", tmp_path / "ref")
+    (tmp_path / "ref" / "full").mkdir(parents=True)
+    (tmp_path / "ref" / "full" / "x-s0.json").write_text(json.dumps({"format": 99}))
+    with pytest.raises(ValueError, match="unknown record format"):
+        reference_runs.load_reference_results("full", tmp_path / "ref")
+
+
+def test_record_reference_runs_merges_overrides_records_upstream_and_keeps_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    fake_run_dir(runs, "autoencoder-full-s0-a", ssim=0.5, psnr=20.0)
+    calls = []
+
+    def fake_run_experiment(name, profile, data, seed, *, tag=None, overrides=None, **kwargs):
+        calls.append((name, tag, overrides, kwargs))
+        run_dir = fake_run_dir(runs, f"{name}-{tag}-{profile}-s{seed}-{len(calls)}")
+        config = {"pretrained_from": "autoencoder", "upstream_run": "autoencoder-full-s0-a"} if name == "ae_unet" else {}
+        return Run(run_dir, config, {}, reused=False)
+
+    monkeypatch.setattr("petseg.experiment.run_experiment", fake_run_experiment)
+    written = reference_runs.record_reference_runs(
+        ["ae_unet_frozen", "unet"], "full", None, 0, tmp_path / "ref",
+        overrides={"train": {"num_workers": 12}}, device="cuda")
+    assert set(written) == {"ae_unet_frozen", "autoencoder", "unet"} and all(written.values())
+    assert calls[0][2] == {"model": {"freeze_encoder": True}, "train": {"num_workers": 12}}
+    assert calls[0][3] == {"device": "cuda"} and calls[1][1] is None
+    assert json.loads(written["autoencoder"].read_text())["test"] == {"ssim": 0.5, "psnr": 20.0}
+    skipped = reference_runs.record_reference_runs(["unet", "efficientnet_unet"], "full", None, 0, tmp_path / "r2",
+                                                   budget_seconds=0)
+    assert skipped == {"unet": None, "efficientnet_unet": None}
+    with pytest.raises(ValueError, match="unknown model"):
+        reference_runs.record_reference_runs(["nope"], out_dir=tmp_path / "r3")
+
+
+def test_set_overrides_parse_nested_yaml_values() -> None:
+    assert parse_overrides(["train.num_workers=12", "train.lr=1e-3", "data.species_multipliers=balance",
+                            "model.dropout=0.2"]) == {"train": {"num_workers": 12, "lr": 1e-3},
+                                                      "data": {"species_multipliers": "balance"},
+                                                      "model": {"dropout": 0.2}}
+    assert parse_overrides(None) == {}
+    for bad in (["train.epochs"], ["=3"], ["train..x=1"]):
+        with pytest.raises(SystemExit, match="SECTION.KEY=VALUE"):
+            parse_overrides(bad)
+    with pytest.raises(SystemExit, match="conflicts"):
+        parse_overrides(["train=1", "train.lr=2"])
+    args = build_parser().parse_args(["record", "unet", "ae_unet_frozen", "--set", "train.num_workers=8",
+                                      "--budget-minutes", "9"])
+    assert args.models == ["unet", "ae_unet_frozen"] and args.profile == "full" and args.budget_minutes == 9
+
+
+def test_git_state_outside_a_checkout_reads_the_commit_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PETSEG_GIT_COMMIT", raising=False)
+    assert git_state(tmp_path)["commit"] is None
+    monkeypatch.setenv("PETSEG_GIT_COMMIT", "feedbeef")
+    monkeypatch.setenv("PETSEG_GIT_DIRTY", "0")
+    state = git_state(tmp_path)
+    assert state["commit"] == "feedbeef" and state["dirty"] is False and "PETSEG_GIT_COMMIT" in state["source"]
