@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = ["REFERENCE_DIR", "load_reference_results", "record_reference_runs", "record_run",
-           "reference_table"]
+           "recorded_summary", "reference_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,3 +128,28 @@ def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str
                     "data fingerprint": provenance.get("data_fingerprint")})
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Path = REFERENCE_DIR,
+                     fingerprint: str | None = None) -> tuple[str, pd.DataFrame | None]:
+    """Words and a table for a chapter: what the recorded ``profile`` runs of ``keys`` reached, or that none
+    is recorded yet and how to record them. ``fingerprint``: the data of the page's own runs; records made
+    on other data are flagged."""
+    records = load_reference_results(profile, root)
+    table = reference_table(records, keys)
+    from petseg.catalog import CATALOG
+
+    # an upstream run (the autoencoder) is recorded with the catalog model that uses it
+    command = f"petseg record {' '.join(key for key in keys if key in CATALOG)} --profile {profile}"
+    if table.empty:
+        return (f"**No `{profile}`-profile run of {', '.join(keys)} is recorded yet.** The `full` profile (512 px, "
+                f"60 epochs) needs a GPU; `{command}` on a machine with one writes the results to "
+                f"`book/reference_run/{profile}/` (scripts/gpu/README.md shows how, for a GPU machine without "
+                f"internet), and this section then shows them.", None)
+    words = (f"Recorded `{profile}`-profile results (`{command}`), with the hardware, commit and data they "
+             f"came from. They are committed files, not re-run by this build.")
+    others = sorted({str(value) for value in table["data fingerprint"] if value != fingerprint})
+    if fingerprint is not None and others:
+        words += (f" **Data differs from this page's** (fingerprint {', '.join(others)} vs {fingerprint}): "
+                  f"compare with care.")
+    return words, table

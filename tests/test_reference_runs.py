@@ -103,3 +103,18 @@ def test_git_state_outside_a_checkout_reads_the_commit_from_the_environment(
     monkeypatch.setenv("PETSEG_GIT_DIRTY", "0")
     state = git_state(tmp_path)
     assert state["commit"] == "feedbeef" and state["dirty"] is False and "PETSEG_GIT_COMMIT" in state["source"]
+
+
+def test_recorded_summary_says_how_to_record_or_shows_the_records(tmp_path: Path) -> None:
+    text, table = reference_runs.recorded_summary(["unet"], "full", tmp_path / "ref")
+    assert table is None and "No `full`-profile run" in text and "petseg record unet --profile full" in text
+    reference_runs.record_run(fake_run_dir(tmp_path / "runs", "unet-full-s0-x"), "unet", tmp_path / "ref")
+    text, table = reference_runs.recorded_summary(["unet"], "full", tmp_path / "ref", fingerprint="abc")
+    assert list(table.index) == ["unet-s0"] and "Data differs" not in text
+    text, _ = reference_runs.recorded_summary(["unet"], "full", tmp_path / "ref", fingerprint="other")
+    assert "Data differs" in text and "abc" in text
+
+
+def test_recorded_summary_names_only_recordable_models_in_its_command(tmp_path: Path) -> None:
+    text, _ = reference_runs.recorded_summary(["autoencoder", "ae_unet_frozen"], "full", tmp_path)
+    assert "petseg record ae_unet_frozen --profile full" in text
