@@ -43,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,12 +208,19 @@ class ModelPredictor:
     @torch.no_grad()
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         self.model.to(self.device).eval()
-        labels = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))
-            batch = batch.permute(0, 3, 1, 2).float().div_(255).to(self.device)
-            labels.append(self.model(batch).argmax(dim=1).cpu().numpy())
+        labels = [self.model(batch).argmax(dim=1).cpu().numpy()
+                  for batch, _ in _tensor_batches(images, masks, self.batch_size, self.device)]
         return np.concatenate(labels).astype(np.int64)
+
+
+def _tensor_batches(images: np.ndarray, masks: np.ndarray, batch_size: int, device: str
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images [B, 3, S, S] float in [0, 1], masks [B, S, S] int64)`` on ``device``, in order, from uint8
+    ``images [N, S, S, 3]`` and ``masks [N, S, S]``."""
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        target = torch.from_numpy(masks[start:start + batch_size].astype(np.int64))
+        yield batch.permute(0, 3, 1, 2).float().div_(255).to(device), target.to(device)
 
 
 @dataclass
@@ -237,12 +244,8 @@ class PromptedPredictor:
     @torch.no_grad()
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         self.model.to(self.device).eval()
-        labels = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))
-            batch = batch.permute(0, 3, 1, 2).float().div_(255).to(self.device)
-            target = torch.from_numpy(masks[start:start + self.batch_size].astype(np.int64)).to(self.device)
-            labels.append(pet_logits(self.model(batch, target)).gt(0).long().cpu().numpy())
+        labels = [pet_logits(self.model(batch, target)).gt(0).long().cpu().numpy()
+                  for batch, target in _tensor_batches(images, masks, self.batch_size, self.device)]
         return np.concatenate(labels)
 
 

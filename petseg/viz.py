@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -172,15 +173,23 @@ def prediction_panels(images: np.ndarray, targets: np.ndarray, probabilities: np
             axes[i][c].imshow(panel)
         for k in range(n_classes):
             im = axes[i][4 + k].imshow(probabilities[i, k], vmin=0, vmax=1, cmap="magma")
-        for c in range(n_cols):
-            axes[i][c].set_xticks([])
-            axes[i][c].set_yticks([])
-            if i == 0:
-                axes[i][c].set_title(titles[c], fontsize=9)
-        if i < len(row_labels):
-            axes[i][0].set_ylabel(row_labels[i], fontsize=8)
-    fig.colorbar(im, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label="confidence")
+    _finish_grid(fig, axes, titles, row_labels, im, "confidence")
     return fig
+
+
+def _finish_grid(fig: Figure, axes: np.ndarray, titles: Sequence[str], row_labels: Sequence[str],
+                 colour_source: ScalarMappable, colour_label: str) -> None:
+    """No ticks, column titles on the first row, a label per row (as far as given), one colour bar beside
+    the last column for ``colour_source`` (an image drawn in it)."""
+    for i, row in enumerate(axes):
+        for c, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(titles[c], fontsize=9)
+        if i < len(row_labels):
+            row[0].set_ylabel(row_labels[i], fontsize=8)
+    fig.colorbar(colour_source, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label=colour_label)
 
 
 def reconstructions(images: np.ndarray, outputs: np.ndarray, labels: Sequence[str] = ()) -> Figure:
@@ -369,14 +378,7 @@ def vector_swap_panels(images: np.ndarray, own: np.ndarray, swapped: np.ndarray,
                 axes[i][3].axvline(position - 0.5, color="black", lw=0.5, alpha=0.5)
             for position in range(block, margin_change.shape[-2], block):
                 axes[i][3].axhline(position - 0.5, color="black", lw=0.5, alpha=0.5)
-        for c in range(4):
-            axes[i][c].set_xticks([])
-            axes[i][c].set_yticks([])
-            if i == 0:
-                axes[i][c].set_title(titles[c], fontsize=9)
-        if i < len(row_labels):
-            axes[i][0].set_ylabel(row_labels[i], fontsize=8)
-    fig.colorbar(im, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label="logit margin change")
+    _finish_grid(fig, axes, titles, row_labels, im, "logit margin change")
     return fig
 
 

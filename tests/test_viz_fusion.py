@@ -26,3 +26,19 @@ def test_vector_swap_panels_draws_rows_grid_and_shared_scale():
     np.testing.assert_array_equal(axes[1].get_images()[0].get_array(), viz.colourise(own[0].argmax(0).astype(np.uint8)))
     assert len(viz.vector_swap_panels(images, own, swapped, change).axes[3].lines) == 0  # no block, no grid
     matplotlib.pyplot.close("all")
+
+
+def test_prediction_panels_titles_labels_ticks_and_confidence_bar():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    targets = rng.integers(0, 3, (3, 32, 32))
+    targets[:, :2] = 255
+    probabilities = rng.dirichlet(np.ones(3), size=(3, 32, 32)).transpose(0, 3, 1, 2)
+    fig = viz.prediction_panels(images, targets, probabilities, row_labels=["first", "second"])
+    axes = fig.axes
+    assert len(axes) == 3 * 7 + 1 and axes[-1].get_ylabel() == "confidence"
+    assert [ax.get_title() for ax in axes[:7]] == ["input", "ground truth", "prediction", "errors (red)",
+                                                  "p(background)", "p(cat)", "p(dog)"]
+    assert axes[7].get_title() == "" and axes[7].get_ylabel() == "second" and axes[14].get_ylabel() == ""
+    assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in axes[:-1])
+    matplotlib.pyplot.close("all")

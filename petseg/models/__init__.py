@@ -157,11 +157,12 @@ def describe_weights(config: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _call_with_signature_of(cls: type[nn.Module], kwargs: dict[str, Any]) -> nn.Module:
-    """Instantiate ``cls(**kwargs)``, turning unknown keywords into a ValueError naming the valid ones."""
+def _call_with_signature_of(cls: type[nn.Module], kwargs: Mapping[str, Any], what: str | None = None) -> nn.Module:
+    """Instantiate ``cls(**kwargs)``, turning unknown keywords into a ValueError naming the valid ones
+    (``what`` names the arguments in the message; default "arguments for <class>")."""
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as error:
         valid = ", ".join(inspect.signature(cls).parameters)
-        raise ValueError(f"invalid arguments for {cls.__name__}: {error}; valid: {valid}") from error
+        raise ValueError(f"invalid {what or 'arguments for ' + cls.__name__}: {error}; valid: {valid}") from error
     return cls(**kwargs)

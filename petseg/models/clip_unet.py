@@ -326,14 +326,9 @@ def build_global_encoder(config: Mapping[str, Any] | None) -> GlobalImageEncoder
         cls = EfficientNetGlobalEncoder
     else:
         raise ValueError(f"global_encoder.backend must be one of {BACKENDS}, got {backend!r}")
-    import inspect
+    from petseg.models import _call_with_signature_of
 
-    try:
-        inspect.signature(cls).bind(**options)
-    except TypeError as error:
-        valid = ", ".join(inspect.signature(cls).parameters)
-        raise ValueError(f"invalid global_encoder options for backend {backend!r}: {error}; valid: {valid}") from error
-    return cls(**options)
+    return _call_with_signature_of(cls, options, what=f"global_encoder options for backend {backend!r}")
 
 
 def checkpoint_model_config(config: Mapping[str, Any], model: nn.Module | None = None) -> dict[str, Any]:
