@@ -70,10 +70,15 @@ __all__ = [
     "FiLM",
     "GlobalFusionUNet",
     "GlobalImageEncoder",
+    "block_artifact_score",
     "build_global_encoder",
     "checkpoint_model_config",
     "describe_fusion_weights",
+    "fusion_diagnostics",
+    "other_species_donors",
     "resolve_clip_weights",
+    "swap_vectors",
+    "swap_with_other_species",
 ]
 
 CLIP_WEIGHTS_ENV = "PETSEG_CLIP_WEIGHTS"
@@ -586,6 +591,23 @@ def other_species_donors(masks: Any) -> Any:
         donors[cats] = dogs[np.arange(len(cats)) % len(dogs)]
         donors[dogs] = cats[np.arange(len(dogs)) % len(cats)]
     return donors
+
+
+@torch.no_grad()
+def swap_with_other_species(model: GlobalFusionUNet, dataset: Any, indices: Sequence[int]) -> dict[str, Any]:
+    """:func:`swap_vectors` for the ``indices`` of a dataset of ``(image [3, H, W] in [0, 1], mask)`` pairs,
+    each image taking the vector of an image of the other species of the same dataset
+    (:func:`other_species_donors`). Adds ``images`` (uint8 [N, H, W, 3], for plotting) and ``donors`` (the
+    donor's dataset index per shown image)."""
+    import numpy as np
+
+    masks = np.stack([np.asarray(dataset[i][1]) for i in range(len(dataset))])
+    donors = [int(d) for d in other_species_donors(masks)[list(indices)]]
+    images = torch.stack([dataset[i][0] for i in indices])
+    out = swap_vectors(model, images, torch.stack([dataset[d][0] for d in donors]))
+    out["images"] = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    out["donors"] = donors
+    return out
 
 
 @torch.no_grad()

@@ -373,3 +373,22 @@ def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessi
     assert checkpoint_model_config(checkpoint_model_config(config)) == checkpoint_model_config(config)
     effnet = {"name": "fusion_unet", "global_encoder": dict(EFFNET_32)}
     assert checkpoint_model_config(effnet) == effnet
+
+
+def test_swap_with_other_species_pairs_each_shown_image_with_a_donor_of_the_other_species() -> None:
+    from petseg.models.clip_unet import swap_with_other_species
+
+    model = small_fusion("concat")
+    generator = torch.Generator().manual_seed(0)
+    dataset = []
+    for label in (1, 2, 1, 2, 2):
+        mask = torch.zeros(32, 32, dtype=torch.long)
+        mask[8:24, 8:24] = label
+        dataset.append((torch.rand(3, 32, 32, generator=generator), mask))
+    out = swap_with_other_species(model, dataset, [0, 1, 4])
+    assert out["donors"] == [1, 0, 0]  # cat 0 <- dog 1, dog 1 <- cat 0, the third dog <- cat 0 (2 mod 2)
+    assert out["images"].shape == (3, 32, 32, 3) and out["images"].dtype == np.uint8
+    np.testing.assert_array_equal(out["images"][2], (dataset[4][0].permute(1, 2, 0).numpy() * 255).round())
+    reference = swap_vectors(model, torch.stack([dataset[i][0] for i in (0, 1, 4)]),
+                             torch.stack([dataset[i][0] for i in (1, 0, 0)]))
+    np.testing.assert_allclose(out["margin_change"], reference["margin_change"])
