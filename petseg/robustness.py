@@ -208,9 +208,13 @@ class ModelPredictor:
     @torch.no_grad()
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         self.model.to(self.device).eval()
-        labels = [self.model(batch).argmax(dim=1).cpu().numpy()
-                  for batch, _ in _tensor_batches(images, masks, self.batch_size, self.device)]
+        labels = [self.predict_batch(batch, target).cpu().numpy()
+                  for batch, target in _tensor_batches(images, masks, self.batch_size, self.device)]
         return np.concatenate(labels).astype(np.int64)
+
+    def predict_batch(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Labels [B, S, S] for one batch (images [B, 3, S, S] in [0, 1]; masks unused here)."""
+        return self.model(images).argmax(dim=1)
 
 
 def _tensor_batches(images: np.ndarray, masks: np.ndarray, batch_size: int, device: str
@@ -224,7 +228,7 @@ def _tensor_batches(images: np.ndarray, masks: np.ndarray, batch_size: int, devi
 
 
 @dataclass
-class PromptedPredictor:
+class PromptedPredictor(ModelPredictor):
     """A prompted binary model (e.g. ``petseg.models.sam2.PromptedSAM2``) as a :class:`Predictor`.
 
     ``model(images [B, 3, S, S] in [0, 1], masks [B, S, S]) -> logits`` in eval mode places its prompts from
@@ -235,18 +239,11 @@ class PromptedPredictor:
     Pixels with logit > 0 are pet (1).
     """
 
-    model: torch.nn.Module
-    image_size: int
     binary: bool = True
-    device: str = "cpu"
     batch_size: int = 8
 
-    @torch.no_grad()
-    def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        self.model.to(self.device).eval()
-        labels = [pet_logits(self.model(batch, target)).gt(0).long().cpu().numpy()
-                  for batch, target in _tensor_batches(images, masks, self.batch_size, self.device)]
-        return np.concatenate(labels)
+    def predict_batch(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return pet_logits(self.model(images, masks)).gt(0).long()
 
 
 def pet_logits(output: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:

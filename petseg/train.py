@@ -846,6 +846,13 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
 
     start_epoch, global_step, best_metric, best_epoch = 0, 0, None, None
+
+    def training_state() -> dict[str, Any]:
+        """Where training stands: stored in every checkpoint and returned in the summary."""
+        return {"global_step": global_step, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+                "metric_name": metric_name, "best_metric": best_metric, "best_epoch": best_epoch,
+                "world_size": context.world_size}
+
     history: list[dict[str, Any]] = []
     resumed_from = None
     if resume and last_path.exists():
@@ -945,19 +952,13 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
                 "epoch": epoch + 1,
-                "global_step": global_step,
-                "steps_per_epoch": steps_per_epoch,
-                "total_steps": total_steps,
-                "metric_name": metric_name,
-                "best_metric": best_metric,
-                "best_epoch": best_epoch,
+                **training_state(),
                 "record": record,
                 "rng": _rng_state(),
                 "config": config.to_dict(),
                 "task": task,
                 "model_config": checkpoint_config,
                 "model_class": type(model).__name__,
-                "world_size": context.world_size,
             }
             _atomic_torch_save(checkpoint, last_path)
             if improved:
@@ -973,15 +974,9 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         "task": task,
         "epochs": config.epochs,
         "epochs_completed": config.epochs,
-        "global_step": global_step,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps,
-        "metric_name": metric_name,
-        "best_metric": best_metric,
-        "best_epoch": best_epoch,
+        **training_state(),
         "history": history,
         "last_checkpoint": str(last_path),
         "best_checkpoint": str(best_path) if best_epoch is not None else None,
         "resumed_from_epoch": resumed_from,
-        "world_size": context.world_size,
     }

@@ -17,23 +17,17 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from petseg.models.unet import ConvBlock, UNet, UNetEncoder, Upsample, init_weights
+from petseg.models.unet import UNet, UNetDecoder, UNetEncoder, init_weights
 
 __all__ = ["AutoencoderDecoder", "ConvAutoencoder", "reconstruction_metrics", "unet_from_autoencoder"]
 
 
-class AutoencoderDecoder(nn.Module):
+class AutoencoderDecoder(UNetDecoder):
     """Up-sample the bottleneck stage by stage (no skips) and map to ``out_channels`` through a sigmoid."""
 
     def __init__(self, widths: Sequence[int], out_channels: int = 3, upsample: str = "transpose",
                  dropout: float = 0.0) -> None:
-        super().__init__()
-        self.widths = list(widths)
-        self.ups = nn.ModuleList()
-        self.blocks = nn.ModuleList()
-        for stage in range(len(self.widths) - 2, -1, -1):
-            self.ups.append(Upsample(self.widths[stage + 1], self.widths[stage], upsample))
-            self.blocks.append(ConvBlock(self.widths[stage], self.widths[stage], dropout))
+        super().__init__(widths, upsample, dropout, skips=False)
         self.head = nn.Conv2d(self.widths[0], out_channels, kernel_size=1)
 
     def forward(self, bottleneck: torch.Tensor) -> torch.Tensor:

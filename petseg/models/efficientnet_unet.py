@@ -27,7 +27,7 @@ from petseg.models.pretrained import (
     LITE0_FEATURE_CHANNELS,
     load_efficientnet_lite0,
 )
-from petseg.models.unet import ConvBlock, Upsample, init_weights
+from petseg.models.unet import ConvBlock, FreezableEncoder, Upsample, init_weights
 
 __all__ = ["EfficientNetUNet", "SkipDecoder"]
 
@@ -72,7 +72,7 @@ class SkipDecoder(nn.Module):
         return x
 
 
-class EfficientNetUNet(nn.Module):
+class EfficientNetUNet(FreezableEncoder, nn.Module):
     """``forward(images [B, 3, H, W] in [0, 1]) -> logits [B, n_classes, H, W]``; H, W multiples of 32.
 
     ``encoder`` (timm features model), ``decoder`` (:class:`SkipDecoder`) and ``head`` (1x1 conv) are
@@ -106,19 +106,6 @@ class EfficientNetUNet(nn.Module):
         if height < INPUT_MULTIPLE or width < INPUT_MULTIPLE or height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
             raise ValueError(f"input size {height}x{width} must be a multiple of {INPUT_MULTIPLE} in both "
                              f"dimensions (the encoder's output stride); resize or pad the images")
-
-    def freeze_encoder(self, frozen: bool = True) -> None:
-        """Freeze (``requires_grad=False`` + eval mode) or unfreeze the encoder."""
-        self.encoder_frozen = frozen
-        for parameter in self.encoder.parameters():
-            parameter.requires_grad_(not frozen)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> EfficientNetUNet:
-        super().train(mode)
-        if self.encoder_frozen:
-            self.encoder.eval()
-        return self
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Map [0, 1] RGB to the encoder's input statistics."""

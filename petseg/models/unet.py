@@ -19,6 +19,7 @@ The input height and width must be divisible by ``2**(depth - 1)`` and leave a b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import torch
 from torch import nn
@@ -136,16 +137,18 @@ class UNetEncoder(nn.Module):
 
 class UNetDecoder(nn.Module):
     """The expanding path: ``forward(features)`` takes the encoder's list and returns ``widths[0]`` channels
-    at full resolution (no classification head)."""
+    at full resolution (no classification head). ``skips=False`` builds the stages without skip inputs (the
+    autoencoder's decoder, which has its own ``forward``)."""
 
-    def __init__(self, widths: Sequence[int], upsample: str = "transpose", dropout: float = 0.0) -> None:
+    def __init__(self, widths: Sequence[int], upsample: str = "transpose", dropout: float = 0.0,
+                 skips: bool = True) -> None:
         super().__init__()
         self.widths = list(widths)
         self.ups = nn.ModuleList()
         self.blocks = nn.ModuleList()
         for stage in range(len(self.widths) - 2, -1, -1):
             self.ups.append(Upsample(self.widths[stage + 1], self.widths[stage], upsample))
-            self.blocks.append(ConvBlock(2 * self.widths[stage], self.widths[stage], dropout))
+            self.blocks.append(ConvBlock((2 if skips else 1) * self.widths[stage], self.widths[stage], dropout))
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(features) != len(self.widths):
@@ -156,7 +159,29 @@ class UNetDecoder(nn.Module):
         return x
 
 
-class UNet(nn.Module):
+class FreezableEncoder:
+    """``freeze_encoder()`` for a model with an ``encoder`` submodule: a frozen encoder gets no gradients and
+    stays in eval mode (no dropout, fixed norm statistics) whatever ``train()`` is called with. Mix in before
+    ``nn.Module``; set ``self.encoder_frozen = False`` in ``__init__``."""
+
+    encoder: nn.Module
+    encoder_frozen: bool
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Freeze (``requires_grad=False`` + eval mode) or unfreeze the encoder."""
+        self.encoder_frozen = frozen
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(not frozen)
+        self.train(self.training)  # type: ignore[attr-defined]
+
+    def train(self, mode: bool = True) -> Self:
+        super().train(mode)  # type: ignore[misc]
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+
+class UNet(FreezableEncoder, nn.Module):
     """UNet for semantic segmentation: ``forward(images [B, C_in, H, W]) -> logits [B, n_classes, H, W]``.
 
     ``encoder`` (:class:`UNetEncoder`), ``decoder`` (:class:`UNetDecoder`) and ``head`` (1x1 conv) are
@@ -181,19 +206,6 @@ class UNet(nn.Module):
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ValueError if ``height x width`` inputs do not fit this network's depth."""
         check_input_size(height, width, self.depth)
-
-    def freeze_encoder(self, frozen: bool = True) -> None:
-        """Freeze (``requires_grad=False`` + eval mode) or unfreeze the encoder."""
-        self.encoder_frozen = frozen
-        for parameter in self.encoder.parameters():
-            parameter.requires_grad_(not frozen)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> UNet:
-        super().train(mode)
-        if self.encoder_frozen:
-            self.encoder.eval()
-        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.decoder(self.encoder(images)))
