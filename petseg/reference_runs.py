@@ -34,9 +34,11 @@ def _record_path(out_dir: Path, profile: str, key: str, seed: int) -> Path:
     return Path(out_dir) / profile / f"{key}-s{seed}.json"
 
 
-def record_run(run_dir: str | Path, key: str, out_dir: str | Path = REFERENCE_DIR) -> Path:
+def record_run(run_dir: str | Path, key: str, out_dir: str | Path = REFERENCE_DIR,
+               overrides: Mapping[str, Any] | None = None) -> Path:
     """Copy a finished run's results (with its config and epoch history) to ``out_dir/<profile>/<key>-s<seed>.json``.
 
+    ``overrides``: what was changed from the profile for this recording (shown beside the numbers).
     Raises FileNotFoundError when the run has no ``results.json`` (it did not finish).
     """
     run_dir = Path(run_dir)
@@ -47,7 +49,8 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = REFERENCE_DI
     config_file = run_dir / "config.json"
     record = {"format": RECORD_FORMAT, "key": key, "run_name": run_dir.name,
               "config": json.loads(config_file.read_text()) if config_file.is_file() else None,
-              "recorded_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **results}
+              "recorded_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "overrides": dict(overrides or {}), **results}
     record.get("train_summary", {}).pop("last_checkpoint", None)  # paths on the machine that trained
     record.get("train_summary", {}).pop("best_checkpoint", None)
     path = _record_path(Path(out_dir), str(results["profile"]), key, int(results["seed"]))
@@ -84,12 +87,13 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
             continue
         merged = deep_merge(dict(spec.overrides), dict(overrides or {}))
         run = run_experiment(spec.experiment, profile, data, seed, tag=spec.tag, overrides=merged, **run_kwargs)
-        written[spec.key] = record_run(run.path, spec.key, out_dir)
+        written[spec.key] = record_run(run.path, spec.key, out_dir, overrides)
         logger.info("recorded %s -> %s", spec.key, written[spec.key])
         upstream = run.config.get("upstream_run")  # the pre-trained autoencoder of an AE+UNet
         if upstream and run.config.get("pretrained_from") not in written:
             name = str(run.config["pretrained_from"])
-            written[name] = record_run(run.path.parent / upstream, name, out_dir)
+            upstream_overrides = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
+            written[name] = record_run(run.path.parent / upstream, name, out_dir, upstream_overrides)
     return written
 
 
@@ -122,12 +126,31 @@ def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str
             if metric in test:
                 row[column] = round(float(test[metric]), 3)
         row.update({"epochs": summary.get("epochs_completed"), "image px": data.get("image_size"),
+                    "changed from the profile": _changes(record.get("overrides") or {}) or "nothing",
                     "train s": record.get("train_seconds"),
                     "hardware": ", ".join(gpus) or f"CPU ({provenance.get('cpu_count')} cores)",
                     "commit": (provenance.get("git", {}).get("commit") or "unknown")[:10],
                     "data fingerprint": provenance.get("data_fingerprint")})
         rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    metrics = [column for column in ("mIoU", "mDice", "accuracy", "SSIM", "PSNR") if column in table]
+    return table[metrics + [column for column in table if column not in metrics]]
+
+
+# settings that change how fast a run goes, not what it computes
+_SPEED_ONLY = {("train", "num_workers"), ("train", "device")}
+
+
+def _changes(overrides: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> str:
+    """``{"train": {"epochs": 1}}`` -> ``"train.epochs=1"`` (speed-only settings left out)."""
+    parts = []
+    for key, value in overrides.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping):
+            parts.append(_changes(value, path))
+        elif path not in _SPEED_ONLY:
+            parts.append(f"{'.'.join(path)}={value}")
+    return ", ".join(part for part in parts if part)
 
 
 def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Path = REFERENCE_DIR,

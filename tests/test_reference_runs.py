@@ -39,6 +39,8 @@ def test_record_run_writes_a_small_self_describing_file(tmp_path: Path) -> None:
     table = reference_runs.reference_table(loaded)
     assert table.loc["unet-s0", "mIoU"] == 0.812 and table.loc["unet-s0", "hardware"] == "NVIDIA H200"
     assert table.loc["unet-s0", "epochs"] == 60 and table.loc["unet-s0", "commit"] == "0123456789"
+    assert table.loc["unet-s0", "changed from the profile"] == "nothing" and list(table.columns[:3]) == [
+        "mIoU", "mDice", "accuracy"]
     assert reference_runs.load_reference_results("quick", tmp_path / "ref") == {}
     assert reference_runs.reference_table(loaded, keys=["ae_unet_frozen"]).empty
 
@@ -71,7 +73,11 @@ def test_record_reference_runs_merges_overrides_records_upstream_and_keeps_the_b
     assert set(written) == {"ae_unet_frozen", "autoencoder", "unet"} and all(written.values())
     assert calls[0][2] == {"model": {"freeze_encoder": True}, "train": {"num_workers": 12}}
     assert calls[0][3] == {"device": "cuda"} and calls[1][1] is None
-    assert json.loads(written["autoencoder"].read_text())["test"] == {"ssim": 0.5, "psnr": 20.0}
+    autoencoder = json.loads(written["autoencoder"].read_text())
+    assert autoencoder["test"] == {"ssim": 0.5, "psnr": 20.0} and autoencoder["overrides"] == {"train": {"num_workers": 12}}
+    table = reference_runs.reference_table(reference_runs.load_reference_results("full", tmp_path / "ref"))
+    assert table.loc["autoencoder-s0", "changed from the profile"] == "nothing"  # workers only change speed
+    assert list(table.columns[:5]) == ["mIoU", "mDice", "accuracy", "SSIM", "PSNR"]
     skipped = reference_runs.record_reference_runs(["unet", "efficientnet_unet"], "full", None, 0, tmp_path / "r2",
                                                    budget_seconds=0)
     assert skipped == {"unet": None, "efficientnet_unet": None}
@@ -118,3 +124,11 @@ def test_recorded_summary_says_how_to_record_or_shows_the_records(tmp_path: Path
 def test_recorded_summary_names_only_recordable_models_in_its_command(tmp_path: Path) -> None:
     text, _ = reference_runs.recorded_summary(["autoencoder", "ae_unet_frozen"], "full", tmp_path)
     assert "petseg record ae_unet_frozen --profile full" in text
+
+
+def test_shortened_recordings_say_what_was_changed(tmp_path: Path) -> None:
+    run_dir = fake_run_dir(tmp_path / "runs", "unet-full-s0-x")
+    reference_runs.record_run(run_dir, "unet", tmp_path / "ref",
+                              {"train": {"epochs": 1, "batch_size": 2, "num_workers": 12}, "data": {"image_size": 256}})
+    table = reference_runs.reference_table(reference_runs.load_reference_results("full", tmp_path / "ref"))
+    assert table.loc["unet-s0", "changed from the profile"] == "train.epochs=1, train.batch_size=2, data.image_size=256"
