@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -107,6 +108,16 @@ class Run:
         return model.eval()
 
 
+def overrides_for_upstream(overrides: Mapping[str, Any] | None) -> dict:
+    """The part of a run's ``overrides`` that also applies to the run it is pre-trained from (the AE+UNet's
+    autoencoder): ``train`` and ``data`` whole, and the encoder-shaping ``model`` keys (:data:`ENCODER_KEYS`)."""
+    upstream = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
+    shared = {k: v for k, v in (overrides or {}).get("model", {}).items() if k in ENCODER_KEYS}
+    if shared:
+        upstream["model"] = shared
+    return upstream
+
+
 def run_experiment(name: str, profile: str = "quick", data: str | Path | None = None, seed: int = 0, *,
                    overrides: dict | None = None, tag: str | None = None, runs_dir: Path | None = None,
                    force: bool = False, prepared: PreparedData | None = None, progress: bool = True,
@@ -125,10 +136,7 @@ def run_experiment(name: str, profile: str = "quick", data: str | Path | None = 
         prepared = prepare_data(data, profile, overrides=config.get("data"), progress=progress)
     config["train"]["seed"] = seed
     if config.get("pretrained_from"):
-        upstream_overrides = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
-        shared = {k: v for k, v in (overrides or {}).get("model", {}).items() if k in ENCODER_KEYS}
-        if shared:
-            upstream_overrides["model"] = shared
+        upstream_overrides = overrides_for_upstream(overrides)
         upstream = run_experiment(config["pretrained_from"], profile, data, seed, runs_dir=runs_dir,
                                   overrides=upstream_overrides, progress=progress, device=device,
                                   prepared=prepared_for(config["pretrained_from"], profile, prepared,

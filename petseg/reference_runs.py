@@ -74,7 +74,7 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
     arguments go to :func:`petseg.experiment.run_experiment` (``runs_dir``, ``device``, ``force`` ...).
     """
     from petseg import catalog
-    from petseg.experiment import deep_merge, run_experiment
+    from petseg.experiment import deep_merge, overrides_for_upstream, run_experiment
 
     specs = [catalog.get(key) for key in keys]  # unknown keys fail before anything trains
     start = time.monotonic()
@@ -92,8 +92,7 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
         upstream = run.config.get("upstream_run")  # the pre-trained autoencoder of an AE+UNet
         if upstream and run.config.get("pretrained_from") not in written:
             name = str(run.config["pretrained_from"])
-            upstream_overrides = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
-            written[name] = record_run(run.path.parent / upstream, name, out_dir, upstream_overrides)
+            written[name] = record_run(run.path.parent / upstream, name, out_dir, overrides_for_upstream(overrides))
     return written
 
 

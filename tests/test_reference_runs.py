@@ -132,3 +132,13 @@ def test_shortened_recordings_say_what_was_changed(tmp_path: Path) -> None:
                               {"train": {"epochs": 1, "batch_size": 2, "num_workers": 12}, "data": {"image_size": 256}})
     table = reference_runs.reference_table(reference_runs.load_reference_results("full", tmp_path / "ref"))
     assert table.loc["unet-s0", "changed from the profile"] == "train.epochs=1, train.batch_size=2, data.image_size=256"
+
+
+def test_overrides_for_upstream_keep_train_data_and_encoder_shape() -> None:
+    from petseg.experiment import overrides_for_upstream
+
+    overrides = {"train": {"epochs": 1}, "data": {"image_size": 64},
+                 "model": {"base_width": 8, "freeze_encoder": True, "dropout": 0.2}}
+    assert overrides_for_upstream(overrides) == {"train": {"epochs": 1}, "data": {"image_size": 64},
+                                                 "model": {"base_width": 8}}
+    assert overrides_for_upstream(None) == {} and overrides_for_upstream({"model": {"dropout": 0.1}}) == {}
