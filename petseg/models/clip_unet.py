@@ -171,6 +171,22 @@ class EfficientNetGlobalEncoder(GlobalImageEncoder):
         return self.network.forward_head(self.network.forward_features(images), pre_logits=True)
 
 
+def _requested_weights(pretrained: str | None) -> tuple[str, str]:
+    """The CLIP weights asked for (``pretrained``, else ``$PETSEG_CLIP_WEIGHTS``, else the default tag) and
+    words for where that choice came from."""
+    if pretrained is not None:
+        return str(pretrained), ""
+    env_value = os.environ.get(CLIP_WEIGHTS_ENV)
+    if env_value:
+        return env_value, f" (from ${CLIP_WEIGHTS_ENV})"
+    return DEFAULT_CLIP_TAG, " (the default tag)"
+
+
+def _weights_word(pretrained: str | None) -> str:
+    """``pretrained`` as compared with the special values (``none``/``random``/``checkpoint``)."""
+    return str(pretrained).strip().lower()
+
+
 def resolve_clip_weights(model_name: str, pretrained: str | None, cache_dir: str | None = None
                          ) -> tuple[str | None, dict[str, Any], str]:
     """Where the weights of open_clip ``model_name`` come from: ``(file or None, tag config, source words)``.
@@ -183,15 +199,10 @@ def resolve_clip_weights(model_name: str, pretrained: str | None, cache_dir: str
     """
     import open_clip
 
-    env_value = os.environ.get(CLIP_WEIGHTS_ENV)
-    if pretrained is None:
-        pretrained = env_value or DEFAULT_CLIP_TAG
-        origin = f" (from ${CLIP_WEIGHTS_ENV})" if env_value else " (the default tag)"
-    else:
-        origin = ""
-    if str(pretrained).strip().lower() in _NO_WEIGHTS:
+    pretrained, origin = _requested_weights(pretrained)
+    if _weights_word(pretrained) in _NO_WEIGHTS:
         return None, {}, "RANDOM weights (pretrained: none; not a pretrained CLIP)"
-    if str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS:
+    if _weights_word(pretrained) == CHECKPOINT_WEIGHTS:
         return None, {}, "weights from a petseg checkpoint"
     tag_config = open_clip.get_pretrained_cfg(model_name, str(pretrained))
     if not tag_config:
@@ -270,7 +281,8 @@ class ClipImageEncoder(GlobalImageEncoder):
         import open_clip
 
         path, tag_config, source = resolve_clip_weights(model_name, pretrained, cache_dir)
-        if weights_source and str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS:  # pinned in training
+        from_checkpoint = _weights_word(pretrained) == CHECKPOINT_WEIGHTS
+        if weights_source and from_checkpoint:  # pinned in training
             source += f" (originally {weights_source})"
         if not tag_config and preprocess_from:
             tag_config = open_clip.get_pretrained_cfg(model_name, preprocess_from)
@@ -282,7 +294,6 @@ class ClipImageEncoder(GlobalImageEncoder):
         preprocess = {k: tag_config[k] for k in ("mean", "std", "interpolation") if k in tag_config}
         preprocess.update({k: v for k, v in (("mean", image_mean), ("std", image_std),
                                              ("interpolation", interpolation)) if v is not None})
-        from_checkpoint = str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS
         if (image_mean is not None or image_std is not None) and not from_checkpoint:
             source += ", preprocessing statistics from the config"
         if quick_gelu is None:
@@ -347,7 +358,7 @@ def checkpoint_model_config(config: Mapping[str, Any], model: nn.Module | None =
     """
     config = copy.deepcopy(dict(config))
     encoder = dict(config.get("global_encoder") or {})
-    if encoder.get("backend") != "clip" or str(encoder.get("pretrained")).strip().lower() == CHECKPOINT_WEIGHTS:
+    if encoder.get("backend") != "clip" or _weights_word(encoder.get("pretrained")) == CHECKPOINT_WEIGHTS:
         return config
     clip = getattr(model, "global_encoder", None)
     if isinstance(clip, ClipImageEncoder):
@@ -357,7 +368,7 @@ def checkpoint_model_config(config: Mapping[str, Any], model: nn.Module | None =
     else:
         import open_clip
 
-        pretrained = encoder.get("pretrained") or os.environ.get(CLIP_WEIGHTS_ENV) or DEFAULT_CLIP_TAG
+        pretrained, _ = _requested_weights(encoder.get("pretrained"))
         name = encoder.get("model_name", "ViT-B-16")
         if open_clip.get_pretrained_cfg(name, str(pretrained)):
             encoder.setdefault("preprocess_from", str(pretrained))
@@ -503,11 +514,9 @@ def describe_config_weights(config: Mapping[str, Any]) -> str:
     embedding_dim = int(config.get("embedding_dim", 512))
     if encoder.get("backend") == "clip":
         name = encoder.get("model_name", "ViT-B-16")
-        pretrained = encoder.get("pretrained")
-        if pretrained is None:
-            pretrained = os.environ.get(CLIP_WEIGHTS_ENV) or DEFAULT_CLIP_TAG
-        random = str(pretrained).strip().lower() in _NO_WEIGHTS
-        from_checkpoint = str(pretrained).strip().lower() == CHECKPOINT_WEIGHTS
+        pretrained, _ = _requested_weights(encoder.get("pretrained"))
+        random = _weights_word(pretrained) in _NO_WEIGHTS
+        from_checkpoint = _weights_word(pretrained) == CHECKPOINT_WEIGHTS
         words = (f"CLIP {name} image tower with RANDOM weights (pretrained: none; not a pretrained CLIP)" if random
                  else f"CLIP {name} image tower, weights from a petseg checkpoint (originally "
                       f"{encoder.get('weights_source') or 'unknown'}), frozen" if from_checkpoint

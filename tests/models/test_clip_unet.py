@@ -371,6 +371,9 @@ def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessi
     assert rebuilt["pretrained"] == "checkpoint" and rebuilt["preprocess_from"] == "openai"
     assert config["global_encoder"]["pretrained"] == "openai"  # a copy
     assert checkpoint_model_config(checkpoint_model_config(config)) == checkpoint_model_config(config)
+    random = {"name": "fusion_unet", "global_encoder": {"backend": "clip", "model_name": "ViT-B-16", "pretrained": ""}}
+    rebuilt_random = checkpoint_model_config(random)["global_encoder"]  # "" built random weights: no tag's table
+    assert "preprocess_from" not in rebuilt_random and rebuilt_random["pretrained"] == "checkpoint"
     effnet = {"name": "fusion_unet", "global_encoder": dict(EFFNET_32)}
     assert checkpoint_model_config(effnet) == effnet
 
