@@ -100,6 +100,10 @@ def test_prepare_data_and_config(official_dataset, tmp_path):
     prepared = prepare_data(official_dataset, "quick", image_size=32, cache_dir=tmp_path / "c", progress=False)
     assert prepared.split.sizes() == {"train": 12, "val": 3, "test": 15}
     assert prepared.split_path.exists()
-    assert len(prepared.dataset("train")) == 8 * 5 + 4 * 2
+    assert prepared.multipliers == {"cat": 1, "dog": 2}  # "balance": this split has 8 cats, 4 dogs
+    assert len(prepared.dataset("train")) == 8 * 1 + 4 * 2
+    study = prepare_data(official_dataset, "quick", image_size=32, cache_dir=tmp_path / "c", progress=False,
+                         overrides={"species_multipliers": {"cat": 5, "dog": 2}})
+    assert len(study.dataset("train")) == 8 * 5 + 4 * 2
     assert len(prepared.dataset("train", augment=False)) == 12
     assert len(prepared.dataset("test")) == 15
