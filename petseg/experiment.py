@@ -302,6 +302,7 @@ def predict(model: torch.nn.Module, dataset, indices: list[int], task: str = "se
     """Images (uint8 HWC), masks and model outputs for ``indices`` of a dataset.
 
     Segmentation models give ``probabilities`` (N, C, H, W); autoencoders give ``reconstructions`` (uint8).
+    Datasets that know their padding (:meth:`PetSegDataset.padding`) add ``padding`` (N, H, W) bool.
     """
     device_ = _device(device)
     model = model.to(device_).eval()
@@ -314,6 +315,8 @@ def predict(model: torch.nn.Module, dataset, indices: list[int], task: str = "se
         result["reconstructions"] = (output.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     else:
         result["probabilities"] = output.softmax(dim=1).numpy()
+    if hasattr(dataset, "padding"):
+        result["padding"] = np.stack([dataset.padding(i) for i in indices])
     return result
 
 

@@ -154,25 +154,40 @@ def error_map(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     return out
 
 
+def _predicted_labels(probabilities: np.ndarray, padding: np.ndarray | None) -> np.ndarray:
+    """uint8 argmax over the class axis (first) of one sample, with padding pixels set to the ignore label."""
+    labels = probabilities.argmax(0).astype(np.uint8)
+    return labels if padding is None else np.where(padding, np.uint8(IGNORE_INDEX), labels)
+
+
+def _without_padding(values: np.ndarray, padding: np.ndarray | None) -> np.ndarray:
+    """``values`` with padding pixels masked out (drawn in the colour map's 'bad' colour)."""
+    return values if padding is None else np.ma.masked_where(padding, values)
+
+
 def prediction_panels(images: np.ndarray, targets: np.ndarray, probabilities: np.ndarray,
-                      row_labels: Sequence[str] = ()) -> Figure:
+                      row_labels: Sequence[str] = (), padding: np.ndarray | None = None) -> Figure:
     """Per sample: input, ground truth, prediction, error map, and one confidence map per class.
 
     ``images`` (N, H, W, 3) uint8, ``targets`` (N, H, W), ``probabilities`` (N, C, H, W) softmax outputs.
+    ``padding`` (N, H, W) bool, optional: pixels added by resize + pad, drawn white (ignored) in the
+    prediction and confidence maps, since no metric counts what a model predicts there.
     """
     n, n_classes = len(images), probabilities.shape[1]
     n_cols = 4 + n_classes
     fig, axes = plt.subplots(n, n_cols, figsize=(2.1 * n_cols, 2.2 * n), squeeze=False)
     titles = ["input", "ground truth", "prediction", "errors (red)"] + [f"p({c})" for c in CLASS_NAMES[:n_classes]]
+    confidence_colours = plt.get_cmap("magma").with_extremes(bad="white")
     for i in range(n):
-        prediction = probabilities[i].argmax(0)
+        pad = None if padding is None else padding[i]
+        prediction = _predicted_labels(probabilities[i], pad)
         shown_prediction = np.where(targets[i] == IGNORE_INDEX, IGNORE_INDEX, prediction)
-        panels = [images[i], colourise(targets[i]), colourise(prediction.astype(np.uint8)),
-                  error_map(shown_prediction, targets[i])]
+        panels = [images[i], colourise(targets[i]), colourise(prediction), error_map(shown_prediction, targets[i])]
         for c, panel in enumerate(panels):
             axes[i][c].imshow(panel)
         for k in range(n_classes):
-            im = axes[i][4 + k].imshow(probabilities[i, k], vmin=0, vmax=1, cmap="magma")
+            im = axes[i][4 + k].imshow(_without_padding(probabilities[i, k], pad), vmin=0, vmax=1,
+                                       cmap=confidence_colours)
     _finish_grid(fig, axes, titles, row_labels, im, "confidence")
     return fig
 
@@ -357,22 +372,28 @@ def metric_scatter(frame: pd.DataFrame, x: str, y: str, hue: str | None = None, 
 
 
 def vector_swap_panels(images: np.ndarray, own: np.ndarray, swapped: np.ndarray, margin_change: np.ndarray,
-                       block: int | None = None, row_labels: Sequence[str] = ()) -> Figure:
+                       block: int | None = None, row_labels: Sequence[str] = (),
+                       padding: np.ndarray | None = None) -> Figure:
     """What a global image vector changes: per row an input, the prediction with its own vector, the
     prediction with another image's vector, and the change of the cat-minus-dog logit margin (blue: towards
     dog, red: towards cat; one colour scale for all rows), with the bottleneck grid every ``block`` px.
 
-    ``images`` (N, H, W, 3) uint8; ``own``/``swapped`` (N, C, H, W) probabilities; ``margin_change`` (N, H, W).
+    ``images`` (N, H, W, 3) uint8; ``own``/``swapped`` (N, C, H, W) probabilities; ``margin_change`` (N, H, W);
+    ``padding`` (N, H, W) bool, optional: resize + pad pixels, drawn white and left out of the colour scale.
     """
     n = len(images)
     fig, axes = plt.subplots(n, 4, figsize=(10.5, 2.5 * n), squeeze=False)
-    limit = float(np.nanmax(np.abs(margin_change))) or 1.0
+    change = _without_padding(np.abs(margin_change), padding)
+    limit = float(np.ma.filled(np.ma.masked_invalid(change).max(), 0.0) or 1.0)
     titles = ["input", "prediction, own vector", "prediction, swapped vector", "margin change (cat - dog)"]
+    change_colours = plt.get_cmap("RdBu_r").with_extremes(bad="white")
     for i in range(n):
+        pad = None if padding is None else padding[i]
         axes[i][0].imshow(images[i])
-        axes[i][1].imshow(colourise(own[i].argmax(0).astype(np.uint8)))
-        axes[i][2].imshow(colourise(swapped[i].argmax(0).astype(np.uint8)))
-        im = axes[i][3].imshow(margin_change[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[i][1].imshow(colourise(_predicted_labels(own[i], pad)))
+        axes[i][2].imshow(colourise(_predicted_labels(swapped[i], pad)))
+        im = axes[i][3].imshow(_without_padding(margin_change[i], pad), cmap=change_colours, vmin=-limit,
+                               vmax=limit)
         if block:
             for position in range(block, margin_change.shape[-1], block):
                 axes[i][3].axvline(position - 0.5, color="black", lw=0.5, alpha=0.5)

@@ -11,6 +11,7 @@ from petseg.experiment import (
     load_experiment_config,
     metrics_table,
     pick_examples,
+    predict,
     run_experiment,
 )
 
@@ -133,3 +134,22 @@ def test_book_fails_fast_and_in_one_line_without_data(monkeypatch, tmp_path, cap
     assert time.perf_counter() - start < 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "PETSEG_DATA" in err[0]
+
+
+def test_predict_returns_images_masks_probabilities_and_padding(official_dataset, tmp_path):
+    import numpy as np
+    import torch
+
+    from petseg.data.pipeline import prepare_data
+
+    prepared = prepare_data(official_dataset, "quick", image_size=32, cache_dir=tmp_path / "c", progress=False)
+    test_set = prepared.dataset("test", augment=False)
+    model = torch.nn.Conv2d(3, 3, 1)
+    out = predict(model, test_set, [0, 2], device="cpu")
+    assert out["images"].shape == (2, 32, 32, 3) and out["images"].dtype == np.uint8
+    assert out["masks"].shape == (2, 32, 32) and out["probabilities"].shape == (2, 3, 32, 32)
+    np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(out["padding"], np.stack([test_set.padding(0), test_set.padding(2)]))
+    assert (out["masks"][out["padding"]] == 255).all()
+    plain = [test_set[0], test_set[1]]  # a dataset that does not know its padding
+    assert "padding" not in predict(model, plain, [1], device="cpu")

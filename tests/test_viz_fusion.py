@@ -42,3 +42,24 @@ def test_prediction_panels_titles_labels_ticks_and_confidence_bar():
     assert axes[7].get_title() == "" and axes[7].get_ylabel() == "second" and axes[14].get_ylabel() == ""
     assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in axes[:-1])
     matplotlib.pyplot.close("all")
+
+
+def test_panels_draw_padding_white_and_leave_it_out_of_the_scales():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    probabilities = rng.dirichlet(np.ones(3), size=(2, 32, 32)).transpose(0, 3, 1, 2)
+    targets = probabilities.argmax(1)
+    padding = np.zeros((2, 32, 32), bool)
+    padding[:, :6] = True  # a band of padding along the top
+    targets[padding] = 255
+    fig = viz.prediction_panels(images, targets, probabilities, padding=padding)
+    prediction = fig.axes[2].get_images()[0].get_array()
+    assert (prediction[:6] == 255).all() and (prediction[6:] != 255).any()  # white band, model output below
+    confidence = fig.axes[4].get_images()[0].get_array()
+    assert confidence.mask[:6].all() and not confidence.mask[6:].any()
+    change = rng.normal(size=(2, 32, 32))
+    change[padding] = 100.0  # a huge change on the padding must not set the colour scale
+    fig = viz.vector_swap_panels(images, probabilities, probabilities[:, [0, 2, 1]], change, padding=padding)
+    assert fig.axes[3].get_images()[0].get_clim()[1] == pytest.approx(np.abs(change[~padding]).max())
+    assert (fig.axes[1].get_images()[0].get_array()[:6] == 255).all()
+    matplotlib.pyplot.close("all")

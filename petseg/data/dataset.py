@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from petseg.data.cache import PreprocessedCache
-from petseg.data.transforms import CheckedAugmentation
+from petseg.data.transforms import CheckedAugmentation, padding_mask
 
 
 def balancing_multipliers(species_counts: Mapping[str, int], max_multiplier: int = 5) -> dict[str, int]:
@@ -74,6 +74,15 @@ class PetSegDataset(Dataset):
             seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
             image, mask = self.augmentation(image, mask, seed=seed)
         return image, mask
+
+    def padding(self, index: int) -> np.ndarray:
+        """Bool [S, S]: True where item ``index`` is padding rather than photo (un-augmented items only:
+        an augmented copy's warp moves the photo, so asking for one is an error)."""
+        position, copy = self.items[index]
+        if self.augmentation is not None and copy > 0:
+            raise ValueError(f"item {index} is an augmented copy: its padding is not tracked")
+        cache_position = self.positions[position]
+        return padding_mask(self.cache.original_sizes[cache_position], self.cache.size)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.raw(index)

@@ -54,6 +54,16 @@ def resize_and_pad(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.n
     return out["image"], out["mask"]
 
 
+def padding_mask(original_size: tuple[int, int], size: int) -> np.ndarray:
+    """Bool (size, size): True on the pixels that :func:`resize_and_pad` adds around a photo of
+    ``original_size`` (height, width), False on the photo itself. Computed with the same transforms."""
+    height, width = (int(v) for v in original_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"original_size must be positive (height, width), got {original_size}")
+    _, mask = resize_and_pad(np.zeros((height, width, 3), np.uint8), np.zeros((height, width), np.uint8), size)
+    return mask == IGNORE_INDEX
+
+
 def augmentation_transforms(strength: float = 1.0) -> list[A.BasicTransform]:
     """The augmentation recipe: spatial, elastic, pixel-level, noise, lighting and occlusion transforms.
 

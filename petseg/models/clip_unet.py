@@ -606,8 +606,8 @@ def other_species_donors(masks: Any) -> Any:
 def swap_with_other_species(model: GlobalFusionUNet, dataset: Any, indices: Sequence[int]) -> dict[str, Any]:
     """:func:`swap_vectors` for the ``indices`` of a dataset of ``(image [3, H, W] in [0, 1], mask)`` pairs,
     each image taking the vector of an image of the other species of the same dataset
-    (:func:`other_species_donors`). Adds ``images`` (uint8 [N, H, W, 3], for plotting) and ``donors`` (the
-    donor's dataset index per shown image)."""
+    (:func:`other_species_donors`). Adds ``images`` (uint8 [N, H, W, 3], for plotting), ``donors`` (the
+    donor's dataset index per shown image) and, where the dataset knows it, ``padding`` (bool [N, H, W])."""
     import numpy as np
 
     masks = np.stack([np.asarray(dataset[i][1]) for i in range(len(dataset))])
@@ -616,6 +616,8 @@ def swap_with_other_species(model: GlobalFusionUNet, dataset: Any, indices: Sequ
     out = swap_vectors(model, images, torch.stack([dataset[d][0] for d in donors]))
     out["images"] = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     out["donors"] = donors
+    if hasattr(dataset, "padding"):
+        out["padding"] = np.stack([dataset.padding(i) for i in indices])
     return out
 
 

@@ -89,6 +89,12 @@ def test_dataset_items_and_augmented_copies(official_dataset, tmp_path):
     first_epoch = dataset.raw(1)[0]
     dataset.set_epoch(1)
     assert not np.array_equal(dataset.raw(1)[0], first_epoch)  # fresh draw per epoch
+    padding = dataset.padding(0)  # 40x60 photos: bands of padding above and below
+    assert padding.shape == (32, 32) and padding.any() and not padding.all()
+    assert (dataset.raw(0)[1][padding] == 255).all() and (dataset.raw(0)[0][padding] == 0).all()
+    assert padding[0].all() and not padding[16].any()
+    with pytest.raises(ValueError, match="augmented copy"):
+        dataset.padding(1)
     with pytest.raises(KeyError):
         PetSegDataset(cache, ["nope_1"])
 

@@ -2,7 +2,13 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from petseg.data.transforms import CheckedAugmentation, MaskIntegrityError, check_pair, resize_and_pad
+from petseg.data.transforms import (
+    CheckedAugmentation,
+    MaskIntegrityError,
+    check_pair,
+    padding_mask,
+    resize_and_pad,
+)
 from tests.conftest import make_pair
 
 
@@ -23,6 +29,19 @@ def test_resize_and_pad_keeps_aspect_and_ignores_padding(height, width):
     assert (out_mask[padded] == 255).all()  # padding is ignored
     assert padded.sum() == pytest.approx(32 * 32 - content[0] * content[1], abs=32)
     assert set(np.unique(out_mask)) <= {0, 2, 255}  # nearest neighbour: no new labels
+
+
+@pytest.mark.parametrize(("height", "width"), [(40, 60), (60, 40), (64, 64), (301, 17)])
+def test_padding_mask_marks_exactly_what_resize_and_pad_adds(height, width):
+    image = np.full((height, width, 3), 200, np.uint8)  # no black pixel: padding is the only zero
+    padding = padding_mask((height, width), 32)
+    out_image, _ = resize_and_pad(image, np.zeros((height, width), np.uint8), 32)
+    assert padding.shape == (32, 32) and padding.dtype == bool
+    np.testing.assert_array_equal(padding, out_image.max(axis=2) == 0)
+    if height == width:
+        assert not padding.any()
+    with pytest.raises(ValueError, match="positive"):
+        padding_mask((0, width), 32)
 
 
 def test_resize_and_pad_rejects_tiny_size():

@@ -395,3 +395,4 @@ def test_swap_with_other_species_pairs_each_shown_image_with_a_donor_of_the_othe
     reference = swap_vectors(model, torch.stack([dataset[i][0] for i in (0, 1, 4)]),
                              torch.stack([dataset[i][0] for i in (1, 0, 0)]))
     np.testing.assert_allclose(out["margin_change"], reference["margin_change"])
+    assert "padding" not in out  # a plain list of pairs does not know its padding
