@@ -114,6 +114,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablation_label(text: str) -> str:
+    from petseg.reference_runs import check_label
+
+    try:
+        return check_label(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _record(args: argparse.Namespace) -> int:
     import logging
 
@@ -123,7 +132,7 @@ def _record(args: argparse.Namespace) -> int:
     budget = args.budget_minutes * 60 if args.budget_minutes else None
     written = record_reference_runs(args.models, args.profile, args.data, args.seed, args.out or REFERENCE_DIR,
                                     overrides=parse_overrides(args.set), budget_seconds=budget,
-                                    runs_dir=args.runs_dir, device=args.device)
+                                    label=args.label, runs_dir=args.runs_dir, device=args.device)
     print(json.dumps({key: str(path) if path else None for key, path in written.items()}, indent=1))
     return 0 if all(written.values()) else 3
 
@@ -215,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start no further model after this many minutes (exit status 3 if any was skipped)")
     record.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override one config value of every model (YAML), e.g. train.num_workers=12")
+    record.add_argument("--label", type=_ablation_label, help="record an ablation named LABEL (book/reference_run/ablations/"
+                                        "<model>-<label>-s<seed>.json), e.g. --label epochs48 --set train.epochs=48")
     record.set_defaults(func=_record)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on a split, with baselines")

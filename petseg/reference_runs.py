@@ -7,6 +7,10 @@ baselines, per-epoch history, config, provenance: command, commit, data fingerpr
 ``book/reference_run/<profile>/<key>-s<seed>.json``, which is committed. Weights stay out of git. The
 chapters read these files with :func:`load_reference_results` and show them beside the numbers of the
 build they are part of, with the hardware that produced them.
+
+Ablations (``petseg record KEY --label NAME --set ...``: a profile with some settings changed, e.g. more
+epochs) go to ``book/reference_run/ablations/<key>-<label>-s<seed>.json`` instead, whatever their profile, so
+they can never stand in for a profile's own result; :func:`recorded_ablations` shows them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,39 +26,53 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["REFERENCE_DIR", "load_reference_results", "record_reference_runs", "record_run",
-           "recorded_summary", "reference_table"]
+__all__ = ["ABLATIONS", "REFERENCE_DIR", "load_reference_results", "record_reference_runs", "record_run",
+           "recorded_ablations", "recorded_summary", "reference_table"]
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "book" / "reference_run"
 RECORD_FORMAT = 1
+ABLATIONS = "ablations"  # the folder (beside the profiles' folders) of labelled records
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def _record_path(out_dir: Path, profile: str, key: str, seed: int) -> Path:
+def check_label(label: str) -> str:
+    """``label`` if it is a usable ablation name (letters, digits, ``_ . -``; not starting with a symbol)."""
+    if not _LABEL.fullmatch(label):
+        raise ValueError(f"ablation label {label!r}: use letters, digits, '_', '.' and '-' (e.g. 'epochs48')")
+    return label
+
+
+def _record_path(out_dir: Path, profile: str, key: str, seed: int, label: str | None = None) -> Path:
+    if label is not None:
+        return Path(out_dir) / ABLATIONS / f"{key}-{check_label(label)}-s{seed}.json"
     return Path(out_dir) / profile / f"{key}-s{seed}.json"
 
 
 def record_run(run_dir: str | Path, key: str, out_dir: str | Path = REFERENCE_DIR,
-               overrides: Mapping[str, Any] | None = None) -> Path:
-    """Copy a finished run's results (with its config and epoch history) to ``out_dir/<profile>/<key>-s<seed>.json``.
+               overrides: Mapping[str, Any] | None = None, label: str | None = None) -> Path:
+    """Copy a finished run's results (with its config and epoch history) to ``out_dir/<profile>/<key>-s<seed>.json``
+    or, with a ``label``, to ``out_dir/ablations/<key>-<label>-s<seed>.json``.
 
     ``overrides``: what was changed from the profile for this recording (shown beside the numbers).
     Raises FileNotFoundError when the run has no ``results.json`` (it did not finish).
     """
+    if label is not None:
+        check_label(label)
     run_dir = Path(run_dir)
     results_file = run_dir / "results.json"
     if not results_file.is_file():
         raise FileNotFoundError(f"{run_dir} has no results.json: the run did not finish, nothing to record")
     results = json.loads(results_file.read_text())
     config_file = run_dir / "config.json"
-    record = {"format": RECORD_FORMAT, "key": key, "run_name": run_dir.name,
+    record = {"format": RECORD_FORMAT, "key": key, "label": label, "run_name": run_dir.name,
               "config": json.loads(config_file.read_text()) if config_file.is_file() else None,
               "recorded_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "overrides": dict(overrides or {}), **results}
     record.get("train_summary", {}).pop("last_checkpoint", None)  # paths on the machine that trained
     record.get("train_summary", {}).pop("best_checkpoint", None)
-    path = _record_path(Path(out_dir), str(results["profile"]), key, int(results["seed"]))
+    path = _record_path(Path(out_dir), str(results["profile"]), key, int(results["seed"]), label)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(record, indent=1) + "\n")
@@ -64,11 +83,12 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = REFERENCE_DI
 def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str | Path | None = None,
                           seed: int = 0, out_dir: str | Path = REFERENCE_DIR, *,
                           overrides: Mapping[str, Any] | None = None, budget_seconds: float | None = None,
-                          **run_kwargs: Any) -> dict[str, Path | None]:
+                          label: str | None = None, **run_kwargs: Any) -> dict[str, Path | None]:
     """Train + test each catalog model of ``keys`` (in order) with ``profile`` and record its results.
 
     ``overrides`` are merged over each model's own (e.g. ``{"train": {"num_workers": 12}}``: they change
-    the run's config, so they are recorded with it). ``budget_seconds``: no model is *started* once this much
+    the run's config, so they are recorded with it). ``label`` makes the records ablations (see the module
+    docstring) and is added to the runs' tags, so their run folders say what they are. ``budget_seconds``: no model is *started* once this much
     time has passed (one already running finishes); those skipped map to None and are logged. A model
     pre-trained by another run (the AE+UNet's autoencoder) is recorded too, under that experiment's name. Keyword
     arguments go to :func:`petseg.experiment.run_experiment` (``runs_dir``, ``device``, ``force`` ...).
@@ -77,6 +97,8 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
     from petseg.experiment import deep_merge, overrides_for_upstream, run_experiment
 
     specs = [catalog.get(key) for key in keys]  # unknown keys fail before anything trains
+    if label is not None:
+        check_label(label)
     start = time.monotonic()
     written: dict[str, Path | None] = {}
     for spec in specs:
@@ -86,13 +108,15 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
             written[spec.key] = None
             continue
         merged = deep_merge(dict(spec.overrides), dict(overrides or {}))
-        run = run_experiment(spec.experiment, profile, data, seed, tag=spec.tag, overrides=merged, **run_kwargs)
-        written[spec.key] = record_run(run.path, spec.key, out_dir, overrides)
+        tag = "-".join(part for part in (spec.tag, label) if part) or None
+        run = run_experiment(spec.experiment, profile, data, seed, tag=tag, overrides=merged, **run_kwargs)
+        written[spec.key] = record_run(run.path, spec.key, out_dir, overrides, label)
         logger.info("recorded %s -> %s", spec.key, written[spec.key])
         upstream = run.config.get("upstream_run")  # the pre-trained autoencoder of an AE+UNet
         if upstream and run.config.get("pretrained_from") not in written:
             name = str(run.config["pretrained_from"])
-            written[name] = record_run(run.path.parent / upstream, name, out_dir, overrides_for_upstream(overrides))
+            written[name] = record_run(run.path.parent / upstream, name, out_dir, overrides_for_upstream(overrides),
+                                       label)
     return written
 
 
@@ -110,8 +134,12 @@ def load_reference_results(profile: str = "full", root: str | Path = REFERENCE_D
     return records
 
 
-def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per record: test mIoU/mDice/accuracy (or SSIM/PSNR), epochs, image size, time and hardware."""
+def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | None = None,
+                    per_class: bool = False) -> pd.DataFrame:
+    """One row per record: test mIoU/mDice/accuracy (or SSIM/PSNR), pet-vs-background mIoU, epochs, image size,
+    time and hardware; ``per_class`` adds the test IoU of every class. Labelled records (ablations) add the
+    columns ``ablation`` and ``profile``."""
+    labelled = any(record.get("label") for record in records.values())
     rows = {}
     for name, record in records.items():
         if keys is not None and record.get("key") not in keys:
@@ -119,12 +147,18 @@ def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str
         test, provenance = record.get("test", {}), record.get("provenance", {})
         summary, data = record.get("train_summary", {}), record.get("data", {})
         gpus = provenance.get("gpu_names") or []
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = {"ablation": record.get("label"), "profile": record.get("profile")} if labelled else {}
         for column, metric in (("mIoU", "miou"), ("mDice", "mdice"), ("accuracy", "pixel_accuracy"),
                                ("SSIM", "ssim"), ("PSNR", "psnr")):
             if metric in test:
                 row[column] = round(float(test[metric]), 3)
-        row.update({"epochs": summary.get("epochs_completed"), "image px": data.get("image_size"),
+        if "miou" in test.get("binary", {}):
+            row["pet vs bg mIoU"] = round(float(test["binary"]["miou"]), 3)
+        if per_class:
+            for class_name, iou in zip(test.get("class_names", []), test.get("iou", []), strict=False):
+                row[f"IoU {class_name}"] = round(float(iou), 3)
+        row.update({"epochs": summary.get("epochs_completed"), "best epoch": summary.get("best_epoch"),
+                    "image px": data.get("image_size"),
                     "changed from the profile": _changes(record.get("overrides") or {}) or "nothing",
                     "train s": record.get("train_seconds"),
                     "hardware": ", ".join(gpus) or f"CPU ({provenance.get('cpu_count')} cores)",
@@ -132,8 +166,9 @@ def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str
                     "data fingerprint": provenance.get("data_fingerprint")})
         rows[name] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
-    metrics = [column for column in ("mIoU", "mDice", "accuracy", "SSIM", "PSNR") if column in table]
-    return table[metrics + [column for column in table if column not in metrics]]
+    first = [column for column in ("ablation", "profile", "mIoU", "mDice", "accuracy", "SSIM", "PSNR")
+             if column in table]
+    return table[first + [column for column in table if column not in first]]
 
 
 # settings that change how fast a run goes, not what it computes
@@ -170,8 +205,40 @@ def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Pat
                 f"internet), and this section then shows them.", None)
     words = (f"Recorded `{profile}`-profile results (`{command}`), with the hardware, commit and data they "
              f"came from. They are committed files, not re-run by this build.")
+    return words + _other_data_warning(table, fingerprint), table
+
+
+def _other_data_warning(table: pd.DataFrame, fingerprint: str | None) -> str:
+    """A sentence flagging the rows of ``table`` made on data other than ``fingerprint`` ('' if none)."""
     others = sorted({str(value) for value in table["data fingerprint"] if value != fingerprint})
-    if fingerprint is not None and others:
-        words += (f" **Data differs from this page's** (fingerprint {', '.join(others)} vs {fingerprint}): "
-                  f"compare with care.")
-    return words, table
+    if fingerprint is None or not others:
+        return ""
+    return f" **Data differs from this page's** (fingerprint {', '.join(others)} vs {fingerprint}): compare with care."
+
+
+def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: str | None = None,
+                       this_build: Mapping[str, Any] | None = None) -> tuple[str, pd.DataFrame | None]:
+    """Words and a table (per-class IoU included) for a chapter: the recorded ablations of catalog model
+    ``key`` (``petseg record KEY --label NAME --set ...``), best mIoU first. ``this_build``: the results of
+    the page's own run, shown as the first row for comparison. ``fingerprint``: as in :func:`recorded_summary`."""
+    records = {name: record for name, record in load_reference_results(ABLATIONS, root).items()
+               if record.get("key") == key}
+    if not records:
+        return (f"**No ablation of `{key}` is recorded yet.** `petseg record {key} --profile quick --label NAME "
+                f"--set SECTION.KEY=VALUE` trains one variant and writes it to `book/reference_run/{ABLATIONS}/`.",
+                None)
+    table = reference_table(records, per_class=True).sort_values("mIoU", ascending=False)
+    seeds = sorted({int(record["seed"]) for record in records.values()})
+    words = (f"Recorded ablations of `{key}`: each row is the profile shown with the settings in *changed from "
+             f"the profile* changed, trained once (seed {', '.join(map(str, seeds))}) on the hardware shown and "
+             f"committed as a small results file; this build does not re-run them. One seed per row: differences "
+             f"of about 0.02 mIoU are within the seed-to-seed spread (chapter 6 measures it).")
+    if this_build is not None:
+        own = reference_table({"this build": {**this_build, "key": key, "label": "none (this build)"}},
+                              per_class=True)
+        best = table.iloc[0]
+        words += (f" The best recorded variant, `{best['ablation']}` ({best['changed from the profile']}), reaches "
+                  f"mIoU {best['mIoU']:.3f}, {best['mIoU'] - own['mIoU'].iloc[0]:+.3f} against this build's run.")
+        table = pd.concat([own, table])
+        table.insert(table.columns.get_loc("mIoU") + 1, "mIoU change", (table["mIoU"] - own["mIoU"].iloc[0]).round(3))
+    return words + _other_data_warning(table, fingerprint), table

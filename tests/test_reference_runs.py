@@ -142,3 +142,69 @@ def test_overrides_for_upstream_keep_train_data_and_encoder_shape() -> None:
     assert overrides_for_upstream(overrides) == {"train": {"epochs": 1}, "data": {"image_size": 64},
                                                  "model": {"base_width": 8}}
     assert overrides_for_upstream(None) == {} and overrides_for_upstream({"model": {"dropout": 0.1}}) == {}
+
+
+def test_labelled_records_are_ablations_kept_apart_from_the_profiles_results(tmp_path: Path) -> None:
+    run_dir = fake_run_dir(tmp_path / "runs", "unet-epochs48-quick-s0-x", profile="quick")
+    path = reference_runs.record_run(run_dir, "unet", tmp_path / "ref", {"train": {"epochs": 48}}, label="epochs48")
+    assert path == tmp_path / "ref" / "ablations" / "unet-epochs48-s0.json"
+    assert json.loads(path.read_text())["label"] == "epochs48"
+    assert reference_runs.load_reference_results("quick", tmp_path / "ref") == {}  # never a profile's own result
+    text, table = reference_runs.recorded_summary(["unet"], "quick", tmp_path / "ref")
+    assert table is None and "No `quick`-profile run" in text
+    for bad in ("", "-x", "two words", "a/b"):
+        with pytest.raises(ValueError, match="ablation label"):
+            reference_runs.record_run(run_dir, "unet", tmp_path / "ref", label=bad)
+
+
+def test_recorded_ablations_table_ranks_variants_below_this_builds_run(tmp_path: Path) -> None:
+    text, table = reference_runs.recorded_ablations("unet", tmp_path / "ref")
+    assert table is None and "No ablation of `unet`" in text and "--label NAME" in text
+
+    def result(miou: float, dog: float) -> dict:
+        return {"miou": miou, "mdice": 0.8, "pixel_accuracy": 0.9, "class_names": ["background", "cat", "dog"],
+                "iou": [0.9, 0.7, dog], "binary": {"miou": 0.77}}
+
+    for label, miou, dog in (("small", 0.60, 0.40), ("big", 0.70, 0.55)):
+        run_dir = tmp_path / "runs" / label
+        fake_run_dir(run_dir.parent, label, profile="quick")
+        results = json.loads((run_dir / "results.json").read_text())
+        (run_dir / "results.json").write_text(json.dumps({**results, "test": result(miou, dog)}))
+        reference_runs.record_run(run_dir, "unet", tmp_path / "ref", {"train": {"epochs": 48}}, label=label)
+    reference_runs.record_run(fake_run_dir(tmp_path / "runs", "other-model"), "ae_unet_frozen", tmp_path / "ref",
+                              label="x")
+    this_build = {**json.loads((tmp_path / "runs" / "small" / "results.json").read_text()), "test": result(0.5, 0.3)}
+    text, table = reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="abc", this_build=this_build)
+    assert list(table["ablation"]) == ["none (this build)", "big", "small"]  # then best mIoU first
+    assert list(table["mIoU"]) == [0.5, 0.7, 0.6] and list(table["IoU dog"]) == [0.3, 0.55, 0.4]
+    assert table.loc["unet-big-s0", "changed from the profile"] == "train.epochs=48"
+    assert table.loc["unet-big-s0", "pet vs bg mIoU"] == 0.77 and list(table.columns[:3]) == ["ablation", "profile",
+                                                                                              "mIoU"]
+    assert list(table["mIoU change"]) == [0.0, 0.2, 0.1]
+    assert "seed 0" in text and "Data differs" not in text and "`big` (train.epochs=48), reaches mIoU 0.700, +0.200" in text
+    assert "Data differs" in reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="zzz")[0]
+
+
+def test_record_reference_runs_with_a_label_tags_the_runs_and_the_upstream_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    fake_run_dir(runs, "autoencoder-wide-full-s0-a", ssim=0.5, psnr=20.0)
+    tags = []
+
+    def fake_run_experiment(name, profile, data, seed, *, tag=None, overrides=None, **kwargs):
+        tags.append(tag)
+        run_dir = fake_run_dir(runs, f"{name}-{tag}-{profile}-s{seed}")
+        return Run(run_dir, {"pretrained_from": "autoencoder", "upstream_run": "autoencoder-wide-full-s0-a"}, {},
+                   reused=False)
+
+    monkeypatch.setattr("petseg.experiment.run_experiment", fake_run_experiment)
+    written = reference_runs.record_reference_runs(["ae_unet_frozen"], "full", None, 0, tmp_path / "ref",
+                                                   label="wide")
+    assert tags == ["frozen-wide"]
+    assert written["autoencoder"] == tmp_path / "ref" / "ablations" / "autoencoder-wide-s0.json"
+    with pytest.raises(ValueError, match="ablation label"):
+        reference_runs.record_reference_runs(["unet"], label="no good", out_dir=tmp_path / "ref")
+    args = build_parser().parse_args(["record", "unet", "--label", "epochs48", "--set", "train.epochs=48"])
+    assert args.label == "epochs48"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["record", "unet", "--label", "two words"])
