@@ -219,7 +219,7 @@ def _other_data_warning(table: pd.DataFrame, fingerprint: str | None) -> str:
 def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: str | None = None,
                        this_build: Mapping[str, Any] | None = None) -> tuple[str, pd.DataFrame | None]:
     """Words and a table (per-class IoU included) for a chapter: the recorded ablations of catalog model
-    ``key`` (``petseg record KEY --label NAME --set ...``), best mIoU first. ``this_build``: the results of
+    ``key`` (``petseg record KEY --label NAME --set ...``), best mIoU (autoencoders: SSIM) first. ``this_build``: the results of
     the page's own run, shown as the first row for comparison. ``fingerprint``: as in :func:`recorded_summary`."""
     records = {name: record for name, record in load_reference_results(ABLATIONS, root).items()
                if record.get("key") == key}
@@ -227,18 +227,25 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
         return (f"**No ablation of `{key}` is recorded yet.** `petseg record {key} --profile quick --label NAME "
                 f"--set SECTION.KEY=VALUE` trains one variant and writes it to `book/reference_run/{ABLATIONS}/`.",
                 None)
-    table = reference_table(records, per_class=True).sort_values("mIoU", ascending=False)
+    table = reference_table(records, per_class=True)
+    score = next((column for column in ("mIoU", "SSIM") if column in table), None)  # segmentation, reconstruction
+    if score is not None:
+        table = table.sort_values(score, ascending=False)
     seeds = sorted({int(record["seed"]) for record in records.values()})
     words = (f"Recorded ablations of `{key}`: each row is the profile shown with the settings in *changed from "
              f"the profile* changed, trained once (seed {', '.join(map(str, seeds))}) on the hardware shown and "
-             f"committed as a small results file; this build does not re-run them. One seed per row: differences "
-             f"of about 0.02 mIoU are within the seed-to-seed spread (chapter 6 measures it).")
+             f"committed as a small results file; this build does not re-run them.")
+    if score == "mIoU":
+        words += (" One seed per row: differences of about 0.02 mIoU are within the seed-to-seed spread (chapter 6 "
+                  "measures it).")
     if this_build is not None:
         own = reference_table({"this build": {**this_build, "key": key, "label": "none (this build)"}},
                               per_class=True)
-        best = table.iloc[0]
-        words += (f" The best recorded variant, `{best['ablation']}` ({best['changed from the profile']}), reaches "
-                  f"mIoU {best['mIoU']:.3f}, {best['mIoU'] - own['mIoU'].iloc[0]:+.3f} against this build's run.")
+        if score is not None and score in own:
+            best, baseline = table.iloc[0], own[score].iloc[0]
+            words += (f" The best recorded variant, `{best['ablation']}` ({best['changed from the profile']}), "
+                      f"reaches {score} {best[score]:.3f}, {best[score] - baseline:+.3f} against this build's run.")
         table = pd.concat([own, table])
-        table.insert(table.columns.get_loc("mIoU") + 1, "mIoU change", (table["mIoU"] - own["mIoU"].iloc[0]).round(3))
+        if score is not None and score in own:
+            table.insert(table.columns.get_loc(score) + 1, f"{score} change", (table[score] - baseline).round(3))
     return words + _other_data_warning(table, fingerprint), table

@@ -183,6 +183,15 @@ def test_recorded_ablations_table_ranks_variants_below_this_builds_run(tmp_path:
     assert list(table["mIoU change"]) == [0.0, 0.2, 0.1]
     assert "seed 0" in text and "Data differs" not in text and "`big` (train.epochs=48), reaches mIoU 0.700, +0.200" in text
     assert "Data differs" in reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="zzz")[0]
+    for label, ssim in (("short", 0.3), ("long", 0.6)):  # autoencoders rank by SSIM
+        fake_run_dir(tmp_path / "runs", f"autoencoder-{label}", ssim=ssim, psnr=20.0)
+        reference_runs.record_run(tmp_path / "runs" / f"autoencoder-{label}", "autoencoder", tmp_path / "ref",
+                                  label=label)
+    own = {**json.loads((tmp_path / "runs" / "autoencoder-short" / "results.json").read_text()),
+           "test": {"ssim": 0.35, "psnr": 14.0}}
+    text, table = reference_runs.recorded_ablations("autoencoder", tmp_path / "ref", this_build=own)
+    assert list(table["ablation"]) == ["none (this build)", "long", "short"] and "mIoU" not in table
+    assert list(table["SSIM change"]) == [0.0, 0.25, -0.05] and "reaches SSIM 0.600, +0.250" in text
 
 
 def test_record_reference_runs_with_a_label_tags_the_runs_and_the_upstream_record(
