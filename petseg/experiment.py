@@ -110,12 +110,14 @@ class Run:
 
 def overrides_for_upstream(overrides: Mapping[str, Any] | None) -> dict:
     """The part of a run's ``overrides`` that also applies to the run it is pre-trained from (the AE+UNet's
-    autoencoder): ``train`` and ``data`` whole, and the encoder-shaping ``model`` keys (:data:`ENCODER_KEYS`)."""
+    autoencoder): ``train`` and ``data`` whole, and the encoder-shaping ``model`` keys (:data:`ENCODER_KEYS`),
+    then the ``upstream`` section merged over them: settings for the pre-trained run alone (e.g.
+    ``{"upstream": {"train": {"epochs": 32}}}`` trains the autoencoder longer and the AE+UNet as before)."""
     upstream = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
     shared = {k: v for k, v in (overrides or {}).get("model", {}).items() if k in ENCODER_KEYS}
     if shared:
         upstream["model"] = shared
-    return upstream
+    return deep_merge(upstream, (overrides or {}).get("upstream") or {})
 
 
 def run_experiment(name: str, profile: str = "quick", data: str | Path | None = None, seed: int = 0, *,
@@ -130,6 +132,9 @@ def run_experiment(name: str, profile: str = "quick", data: str | Path | None = 
     if resume not in ("auto", "required"):
         raise ValueError(f"resume must be 'auto' or 'required', got {resume!r}")
     config = load_experiment_config(name, profile, overrides)
+    if config.get("upstream") and not config.get("pretrained_from"):
+        raise ValueError(f"experiment {name!r} is not pre-trained from another run: an 'upstream' override "
+                         f"({config['upstream']}) has nothing to apply to")
     if device is not None:
         config["train"]["device"] = device
     if prepared is None:

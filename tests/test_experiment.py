@@ -82,6 +82,14 @@ def test_ae_unet_trains_on_top_of_the_autoencoder_run(env):
     upstream = runs / run.config["upstream_run"]
     assert json.loads((upstream / "results.json").read_text())["test"]["ssim"] is not None
     assert run.results["trainable_parameters"] < run.results["parameters"]  # the encoder is frozen
+    longer = run_experiment("ae_unet", "quick", data, tag="frozen", runs_dir=runs, progress=False,
+                            overrides={**TINY, "upstream": {"train": {"epochs": 2}}})
+    assert longer.config["upstream_run"] != run.config["upstream_run"] and longer.path != run.path
+    longer_upstream = json.loads((runs / longer.config["upstream_run"] / "results.json").read_text())
+    assert longer_upstream["train_summary"]["epochs_completed"] == 2  # the autoencoder alone trained longer
+    assert longer.results["train_summary"]["epochs_completed"] == 1
+    with pytest.raises(ValueError, match="not pre-trained"):
+        run_experiment("unet", "quick", data, runs_dir=runs, progress=False, overrides={"upstream": {"x": 1}})
 
 
 def test_killed_run_resumes_from_the_cli(env, monkeypatch, capsys):

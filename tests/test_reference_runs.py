@@ -142,6 +142,8 @@ def test_overrides_for_upstream_keep_train_data_and_encoder_shape() -> None:
     assert overrides_for_upstream(overrides) == {"train": {"epochs": 1}, "data": {"image_size": 64},
                                                  "model": {"base_width": 8}}
     assert overrides_for_upstream(None) == {} and overrides_for_upstream({"model": {"dropout": 0.1}}) == {}
+    assert overrides_for_upstream({"train": {"epochs": 12, "lr": 1.0}, "upstream": {"train": {"epochs": 32}}}) == {
+        "train": {"epochs": 32, "lr": 1.0}}  # the upstream section applies to the pre-trained run alone
 
 
 def test_labelled_records_are_ablations_kept_apart_from_the_profiles_results(tmp_path: Path) -> None:
