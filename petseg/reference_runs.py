@@ -88,8 +88,9 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
 
     ``overrides`` are merged over each model's own (e.g. ``{"train": {"num_workers": 12}}``: they change
     the run's config, so they are recorded with it). ``label`` makes the records ablations (see the module
-    docstring) and is added to the runs' tags, so their run folders say what they are. ``budget_seconds``: no model is *started* once this much
-    time has passed (one already running finishes); those skipped map to None and are logged. A model
+    docstring) and is added to the runs' tags, so their run folders say what they are. ``budget_seconds``: no
+    model is *started* once this much time has passed (one already running finishes); those skipped map to
+    None and are logged. A model
     pre-trained by another run (the AE+UNet's autoencoder) is recorded too, under that experiment's name. Keyword
     arguments go to :func:`petseg.experiment.run_experiment` (``runs_dir``, ``device``, ``force`` ...).
     """
