@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 import yaml
 
+from petseg.data.dataset import padding_of
 from petseg.data.labels import CLASS_NAMES
 from petseg.data.pipeline import PROFILES, PreparedData, prepare_data
 from petseg.train import to_jsonable
@@ -320,8 +321,9 @@ def predict(model: torch.nn.Module, dataset, indices: list[int], task: str = "se
         result["reconstructions"] = (output.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     else:
         result["probabilities"] = output.softmax(dim=1).numpy()
-    if hasattr(dataset, "padding"):
-        result["padding"] = np.stack([dataset.padding(i) for i in indices])
+    padding = padding_of(dataset, indices)
+    if padding is not None:
+        result["padding"] = padding
     return result
 
 

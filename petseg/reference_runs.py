@@ -45,8 +45,8 @@ def check_label(label: str) -> str:
 
 
 def _record_path(out_dir: Path, profile: str, key: str, seed: int, label: str | None = None) -> Path:
-    if label is not None:
-        return Path(out_dir) / ABLATIONS / f"{key}-{check_label(label)}-s{seed}.json"
+    if label is not None:  # checked by record_run
+        return Path(out_dir) / ABLATIONS / f"{key}-{label}-s{seed}.json"
     return Path(out_dir) / profile / f"{key}-s{seed}.json"
 
 
@@ -242,11 +242,10 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
     if this_build is not None:
         own = reference_table({"this build": {**this_build, "key": key, "label": "none (this build)"}},
                               per_class=True)
+        table = pd.concat([own, table])  # this build's run first, then the best variant
         if score is not None and score in own:
-            best, baseline = table.iloc[0], own[score].iloc[0]
+            baseline, best = table[score].iloc[0], table.iloc[1]
             words += (f" The best recorded variant, `{best['ablation']}` ({best['changed from the profile']}), "
                       f"reaches {score} {best[score]:.3f}, {best[score] - baseline:+.3f} against this build's run.")
-        table = pd.concat([own, table])
-        if score is not None and score in own:
             table.insert(table.columns.get_loc(score) + 1, f"{score} change", (table[score] - baseline).round(3))
     return words + _other_data_warning(table, fingerprint), table

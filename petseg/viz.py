@@ -383,8 +383,8 @@ def vector_swap_panels(images: np.ndarray, own: np.ndarray, swapped: np.ndarray,
     """
     n = len(images)
     fig, axes = plt.subplots(n, 4, figsize=(10.5, 2.5 * n), squeeze=False)
-    change = _without_padding(np.abs(margin_change), padding)
-    limit = float(np.ma.filled(np.ma.masked_invalid(change).max(), 0.0) or 1.0)
+    shown = np.abs(margin_change) if padding is None else np.abs(margin_change)[~padding]
+    limit = float(np.nanmax(shown, initial=0.0)) or 1.0
     titles = ["input", "prediction, own vector", "prediction, swapped vector", "margin change (cat - dog)"]
     change_colours = plt.get_cmap("RdBu_r").with_extremes(bad="white")
     for i in range(n):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,14 @@ def expand_by_species(species: list[str], multipliers: Mapping[str, int] | None)
             raise ValueError(f"multiplier for {name!r} must be >= 1, got {copies}")
         items += [(position, k) for k in range(copies)]
     return items
+
+
+def padding_of(dataset: Any, indices: Sequence[int]) -> np.ndarray | None:
+    """Bool [N, S, S]: the padding of ``indices`` (:meth:`PetSegDataset.padding`), or None for a dataset that
+    does not know its padding (e.g. a plain list of pairs)."""
+    if not hasattr(dataset, "padding"):
+        return None
+    return np.stack([dataset.padding(i) for i in indices])
 
 
 class PetSegDataset(Dataset):

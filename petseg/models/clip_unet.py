@@ -610,14 +610,17 @@ def swap_with_other_species(model: GlobalFusionUNet, dataset: Any, indices: Sequ
     donor's dataset index per shown image) and, where the dataset knows it, ``padding`` (bool [N, H, W])."""
     import numpy as np
 
+    from petseg.data.dataset import padding_of
+
     masks = np.stack([np.asarray(dataset[i][1]) for i in range(len(dataset))])
     donors = [int(d) for d in other_species_donors(masks)[list(indices)]]
     images = torch.stack([dataset[i][0] for i in indices])
     out = swap_vectors(model, images, torch.stack([dataset[d][0] for d in donors]))
     out["images"] = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     out["donors"] = donors
-    if hasattr(dataset, "padding"):
-        out["padding"] = np.stack([dataset.padding(i) for i in indices])
+    padding = padding_of(dataset, indices)
+    if padding is not None:
+        out["padding"] = padding
     return out
 
 
