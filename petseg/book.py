@@ -29,13 +29,15 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from petseg.profiles import PROFILES
+
 GENERATED_DIR = "book/generated"
 NOTEBOOK_DIR = "notebooks"
 TIMES_FILE = "execution_times.json"
 STAMP_SUFFIX = ".stamp.json"
 STAMP_VERSION = 1
 KERNEL_NAME = "python3"
-PROFILES = ("quick", "full")
+
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 # Sources whose change invalidates every executed chapter (relative to the repository root).
 PACKAGE_GLOBS = ("petseg/**/*.py", "petseg/configs/**/*", "configs/**/*")
@@ -375,6 +377,7 @@ def build_book(root: Path, profile: str = "quick", data: str | None = None, seed
     selected = select_chapters(all_chapters, chapters)
     parameters = {"profile": profile, "data": data, "seed": int(seed)}
     start = time.perf_counter()
+    os.environ.setdefault("PETSEG_PROGRESS", "0")  # no progress bars or training plans in the rendered pages
     execute_chapters(selected, root=root, parameters=parameters, force=force, progress=progress)
     write_environment_note(root)
     html_dir = root / "_build" / "html"

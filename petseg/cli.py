@@ -169,6 +169,8 @@ def _book(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from petseg.profiles import PROFILES
+
     parser = argparse.ArgumentParser(prog="petseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(func=_data_download)
     prepare = data_commands.add_parser("prepare", help="check, split and build the preprocessed cache")
     prepare.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
-    prepare.add_argument("--profile", default="quick", choices=["quick", "full"])
+    prepare.add_argument("--profile", default="quick", choices=list(PROFILES))
     prepare.add_argument("--image-size", type=int)
     prepare.add_argument("--seed", type=int)
     prepare.set_defaults(func=_data_prepare)
@@ -193,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train (or resume) a model; reuses a finished identical run")
     train.add_argument("model", choices=available_experiments())
-    train.add_argument("--profile", default="quick", choices=["quick", "full"])
+    train.add_argument("--profile", default="quick", choices=list(PROFILES))
     train.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, help="override the profile's number of epochs")
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "book (book/reference_run/<profile>/), e.g. the full profile on a GPU")
     record.add_argument("models", nargs="+", choices=list(CATALOG), metavar="MODEL",
                         help=f"catalog keys, in order: {', '.join(CATALOG)}")
-    record.add_argument("--profile", default="full", choices=["quick", "full"])
+    record.add_argument("--profile", default="full", choices=list(PROFILES))
     record.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
     record.add_argument("--seed", type=int, default=0)
     record.add_argument("--out", type=Path, help="record folder (default: the repository's book/reference_run)")
@@ -242,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sam2", help="SAM 2: a petseg run directory, its best.pt, or an official SAM 2.1 checkpoint "
                                      "(default: the newest finished SAM 2 run, else random weights, labelled)")
     demo.add_argument("--runs", type=Path, help="where to look for finished runs (default: $PETSEG_RUNS or ./runs)")
-    demo.add_argument("--profile", choices=["quick", "full"], help="offer only this profile's runs (default: all)")
+    demo.add_argument("--profile", choices=list(PROFILES), help="offer only this profile's runs (default: all)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda")
     demo.add_argument("--random-image-size", type=int, default=1024,
                       help="input size of the random-weight SAM 2 used when no trained one exists")

@@ -152,6 +152,7 @@ def run_experiment(name: str, profile: str = "quick", data: str | Path | None = 
     key_config = {k: v for k, v in config.items() if k != "model"}
     key_config["model"] = {k: v for k, v in config["model"].items() if k != "autoencoder_checkpoint"}
     key_config["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "num_workers")}
+    key_config["split"] = split_digest(prepared)
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     label = f"{name}-{tag}" if tag else name
     run_dir = runs_dir / f"{label}-{profile}-s{seed}-{run_key(key_config, prepared.report.fingerprint, seed)}"
@@ -160,6 +161,12 @@ def run_experiment(name: str, profile: str = "quick", data: str | Path | None = 
     if resume == "required" and (force or not (run_dir / "last.pt").exists()):
         raise FileNotFoundError(f"nothing to resume: no interrupted run at {run_dir}")
     return _train_and_evaluate(config, prepared, run_dir, seed, force, progress)
+
+
+def split_digest(prepared: PreparedData) -> str:
+    """A short digest of the stems a run trains, validates and is tested on (part of its run key)."""
+    stems = {name: prepared.stems(name) for name in ("train", "val", "test")}
+    return hashlib.sha256(json.dumps(stems).encode()).hexdigest()[:12]
 
 
 def prepared_for(name: str, profile: str, prepared: PreparedData, overrides: dict | None = None
@@ -174,6 +181,8 @@ def _data_description(prepared: PreparedData) -> dict:
     return {
         "root": str(prepared.root), "layout": prepared.report.layout, "fingerprint": prepared.report.fingerprint,
         "image_size": prepared.cache.size, "split": prepared.split.sizes(), "split_file": str(prepared.split_path),
+        "evaluated": {name: len(prepared.stems(name)) for name in ("val", "test")},
+        "dropped_duplicates": len(prepared.split.dropped_duplicates),
         "multipliers": prepared.multipliers, "usable_pairs": len(prepared.report.usable),
         "breeds": len({s.breed for s in prepared.report.usable}),
     }
@@ -216,7 +225,7 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
     }
     if config["task"] == "segmentation":
         results["test"], per_image = evaluate_segmentation(best, test_set, device=train_config.device)
-        per_image.insert(0, "stem", prepared.split.test)
+        per_image.insert(0, "stem", prepared.stems("test"))
         per_image.to_csv(run_dir / "per_image_test.csv", index=False)
         results["baselines"] = baseline_metrics(prepared)
     elif config["task"] == "prompted":  # SAM 2: 1 click, box and the 20-click protocol via SAM2ImagePredictor
@@ -224,7 +233,7 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
 
         results["test"], per_image = evaluate_prompted_model(best, test_set, config.get("evaluation"),
                                                              device=str(_device(train_config.device)))
-        per_image.insert(0, "stem", [prepared.split.test[i] for i in per_image.pop("index")])
+        per_image.insert(0, "stem", [prepared.stems("test")[i] for i in per_image.pop("index")])
         per_image.to_csv(run_dir / "per_image_test.csv", index=False)
         results["baselines"] = baseline_metrics(prepared)
     else:
@@ -264,9 +273,18 @@ def evaluate_reconstruction(model: torch.nn.Module, dataset, device: str | None 
     return to_jsonable(reconstruction_metrics(model, DataLoader(dataset, batch_size=8)))
 
 
+def _mask_batches(prepared: PreparedData, stems: list[str], batch: int = 64):
+    """The cached masks of ``stems`` as int64 tensors, ``batch`` at a time (never the whole split at once)."""
+    for start in range(0, len(stems), batch):
+        positions = [prepared.cache.position(s) for s in stems[start:start + batch]]
+        yield torch.from_numpy(np.stack([prepared.cache.masks[p] for p in positions]).astype(np.int64))
+
+
 def baseline_metrics(prepared: PreparedData) -> dict:
     """Test metrics of two floors: predict background everywhere; predict each pixel's most frequent
-    training label (computed over the un-augmented training masks, ignoring 255)."""
+    training label (computed over the un-augmented training masks, ignoring 255). Masks are read batch by
+    batch, so memory does not grow with the number of images. A test-only dataset has no training masks:
+    its majority baseline is left out."""
     from petseg.metrics import (
         ConfusionMatrix,
         background_prediction,
@@ -274,18 +292,16 @@ def baseline_metrics(prepared: PreparedData) -> dict:
         majority_prediction,
     )
 
-    train_masks = torch.from_numpy(np.stack([prepared.cache.masks[prepared.cache.position(s)]
-                                             for s in prepared.split.train]).astype(np.int64))
-    majority = majority_per_pixel_map(train_masks)
-    test_masks = torch.from_numpy(np.stack([prepared.cache.masks[prepared.cache.position(s)]
-                                            for s in prepared.split.test]).astype(np.int64))
-    results = {}
-    for name, prediction in (("all_background", background_prediction(test_masks)),
-                             ("majority_per_pixel", majority_prediction(majority, test_masks))):
-        meter = ConfusionMatrix()
-        meter.update(prediction, test_masks)
-        results[name] = {**meter.compute(), "binary": meter.to_binary().compute()}
-    return to_jsonable(results)
+    predictors = {"all_background": background_prediction}
+    if prepared.split.train:
+        majority = majority_per_pixel_map(_mask_batches(prepared, prepared.split.train))
+        predictors["majority_per_pixel"] = lambda masks: majority_prediction(majority, masks)
+    meters = {name: ConfusionMatrix() for name in predictors}
+    for test_masks in _mask_batches(prepared, prepared.stems("test")):
+        for name, predict_fn in predictors.items():
+            meters[name].update(predict_fn(test_masks), test_masks)
+    return to_jsonable({name: {**meter.compute(), "binary": meter.to_binary().compute()}
+                        for name, meter in meters.items()})
 
 
 def metrics_table(results: dict[str, dict], binary: bool = False) -> pd.DataFrame:

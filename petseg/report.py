@@ -30,6 +30,7 @@ from petseg.reference import STUDY_RESULTS
 # so chapters 6-8 stay inside the CI budget (measured times in the chapter); full: 3 seeds for every model.
 SEEDS: dict[str, dict[str, tuple[int, ...]]] = {
     "quick": {"unet": (0, 1, 2), "*": (0,)},
+    "standard": {"*": (0,)},
     "full": {"*": (0, 1, 2)},
 }
 # Which row of the study's table a catalog model is compared with (by experiment name or task).

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from petseg.metrics import (
     BINARY_CLASS_NAMES,
@@ -507,14 +507,60 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _progress_disabled() -> bool | None:
-    """``PETSEG_PROGRESS=0`` hides progress bars, ``=1`` forces them; unset: shown only on a TTY."""
+def _progress_disabled() -> bool:
+    """``PETSEG_PROGRESS=0`` hides progress bars and the training plan, ``=1`` forces them; unset: shown on a
+    terminal and in an interactive Jupyter kernel (``petseg book`` sets 0 for the chapters it executes)."""
     setting = os.environ.get("PETSEG_PROGRESS")
-    if setting == "0":
-        return True
-    if setting == "1":
-        return False
-    return None
+    if setting in ("0", "1"):
+        return setting == "0"
+    import sys
+
+    return not (sys.stderr.isatty() or "ipykernel" in sys.modules)
+
+
+class _TrainingReport:
+    """Says what a training run will do before it starts, then how long it will take, measured on its first
+    steps; silent when progress is off (everything is logged as well)."""
+
+    MEASURE_STEPS = 5  # after one warm-up step
+
+    def __init__(self, show: bool, total_steps: int, start_step: int) -> None:
+        self.show, self.total_steps, self.start_step = show, total_steps, start_step
+        self.clock: float | None = None
+        self.estimated = False
+
+    def say(self, text: str) -> None:
+        logger.info(text)
+        if self.show:
+            tqdm.write(f"[petseg train] {text}")
+
+    def plan(self, task: str, items: int, steps_per_epoch: int, capped: bool, config: TrainConfig,
+             val_items: int) -> None:
+        cap = f" (capped by max_steps_per_epoch; an epoch holds {items:,} items)" if capped else ""
+        resumed = f", resuming at step {self.start_step:,}" if self.start_step else ""
+        self.say(f"{task}: {config.epochs} epochs x {steps_per_epoch:,} steps of {config.batch_size} items{cap} = "
+                 f"{self.total_steps:,} optimiser steps{resumed}; validation on {val_items:,} images after each epoch")
+
+    def step(self, global_step: int) -> None:
+        if self.estimated:
+            return
+        done = global_step - self.start_step
+        if done == 1:
+            self.clock = time.perf_counter()
+        elif done == 1 + self.MEASURE_STEPS and self.clock is not None:
+            per_step = (time.perf_counter() - self.clock) / self.MEASURE_STEPS
+            left = per_step * (self.total_steps - global_step)
+            self.say(f"{per_step:.2f} s per step on its first steps: about {_minutes(left)} of training left "
+                     "(validation not included)")
+            self.estimated = True
+
+    def epoch(self, epoch: int, epochs: int, seconds: float, global_step: int, steps_per_epoch: int) -> None:
+        left = seconds / steps_per_epoch * (self.total_steps - global_step)
+        self.say(f"epoch {epoch}/{epochs} took {seconds:.0f} s with validation: about {_minutes(left)} left")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -831,6 +877,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ValueError("the training set is empty")
+    capped = steps_per_epoch < len(train_loader)
     total_steps = config.epochs * steps_per_epoch
 
     optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.lr)
@@ -894,6 +941,8 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                           find_unused_parameters=task == "prompted")
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    report = _TrainingReport(context.is_main and not _progress_disabled(), total_steps, global_step)
+    report.plan(task, len(train_set), steps_per_epoch, capped, config, len(val_set))
 
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -905,7 +954,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         train_model.train()
         loss_sum = torch.zeros((), device=device)  # float32: MPS has no float64
         progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                        disable=True if not context.is_main else _progress_disabled())
+                        disable=not report.show)
         batches = iter(train_loader)
         for step in range(steps_per_epoch):
             images, masks = _batch_to_device(next(batches), device)
@@ -924,6 +973,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
             global_step += 1
             loss_sum += loss.detach().float()
             progress.update(1)
+            report.step(global_step)
             if on_step_end is not None:
                 on_step_end({"epoch": epoch + 1, "step": step + 1, "global_step": global_step,
                              "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]})
@@ -966,6 +1016,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         _barrier(context)
         logger.info("epoch %d/%d step %d train_loss %s val_loss %s %s %s", epoch + 1, config.epochs,
                     global_step, record["train_loss"], record["val_loss"], metric_name, record.get(metric_name))
+        report.epoch(epoch + 1, config.epochs, record["time_s"], global_step, steps_per_epoch)
         if on_epoch_end is not None:
             on_epoch_end(record)
 

@@ -13,11 +13,10 @@ import yaml
 from petseg.data.cache import PreprocessedCache, build_cache, default_cache_dir
 from petseg.data.dataset import PetSegDataset, balancing_multipliers
 from petseg.data.layout import DatasetNotFoundError, data_root_from_env, find_dataset_root, index_dataset
-from petseg.data.split import Split, make_split
+from petseg.data.split import Split, make_split, stratified_subset
 from petseg.data.transforms import CheckedAugmentation
 from petseg.data.validate import LoadedPair, ValidationReport, check_dataset, load_pair
-
-PROFILES = ("quick", "full")
+from petseg.profiles import PROFILES
 
 
 def load_config(name: str, profile: str) -> dict:
@@ -66,14 +65,26 @@ class PreparedData:
     split_path: Path
     cache: PreprocessedCache
     multipliers: dict[str, int] = field(default_factory=dict)
+    subsets: dict[str, list[str]] = field(default_factory=dict)  # capped val/test stems (max_*_images)
+
+    def stems(self, split: str) -> list[str]:
+        """The stems a model sees of ``split``: the whole split, or the stratified subset the profile caps it
+        to (``max_val_images``, ``max_test_images`` in configs/data.yaml)."""
+        return self.subsets.get(split, self.split[split])
+
+    def subset_note(self, split: str = "test") -> str:
+        """``""`` when ``split`` is evaluated whole, else a phrase naming the subset, e.g. "a breed-stratified
+        subset of 1,000 of the 3,292 test images"."""
+        used, whole = len(self.stems(split)), len(self.split[split])
+        return "" if used == whole else f"a breed-stratified subset of {used:,} of the {whole:,} {split} images"
 
     def dataset(self, split: str, augment: bool | None = None) -> PetSegDataset:
         """The Dataset of ``split``; training data is augmented and multiplied unless ``augment=False``."""
         augment = (split == "train") if augment is None else augment
         if not augment:
-            return PetSegDataset(self.cache, self.split[split], seed=self.config["seed"])
+            return PetSegDataset(self.cache, self.stems(split), seed=self.config["seed"])
         augmentation = CheckedAugmentation(strength=self.config["augmentation_strength"])
-        return PetSegDataset(self.cache, self.split[split], augmentation=augmentation,
+        return PetSegDataset(self.cache, self.stems(split), augmentation=augmentation,
                              multipliers=self.multipliers, seed=self.config["seed"])
 
     def original(self, stem: str) -> LoadedPair:
@@ -133,12 +144,12 @@ def prepare_data(data: str | Path | None = None, profile: str = "quick", *, imag
     if seed is not None:
         config["seed"] = seed
     root = resolve_data_root(data, download=download)
-    report = check_dataset(index_dataset(root), progress=progress)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    report = check_dataset(index_dataset(root), progress=progress, cache_dir=cache_dir)
     if not report.usable:
         raise ValueError(f"no usable image/mask pairs under {root}")
     split = make_split(report.usable, val_fraction=config["val_fraction"], seed=config["seed"],
-                       test_fraction=config["test_fraction"])
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+                       test_fraction=config["test_fraction"], duplicates=report.duplicates)
     split_path = cache_dir / "splits" / f"{report.fingerprint}-seed{config['seed']}-val{config['val_fraction']}.json"
     split_path.parent.mkdir(parents=True, exist_ok=True)
     split.save(split_path)
@@ -147,6 +158,13 @@ def prepare_data(data: str | Path | None = None, profile: str = "quick", *, imag
     if multipliers == "balance":
         train_species = [cache.species[cache.position(s)] for s in split.train]
         counts = {name: train_species.count(name) for name in sorted(set(train_species))}
-        multipliers = balancing_multipliers(counts)
+        multipliers = balancing_multipliers(counts) if counts else {}
+    breed_of = {s.stem: s.breed for s in report.usable}
+    subsets = {}
+    for name in ("val", "test"):
+        stems = stratified_subset(split[name], [breed_of[s] for s in split[name]], config[f"max_{name}_images"],
+                                  config["seed"])
+        if len(stems) < len(split[name]):
+            subsets[name] = stems
     return PreparedData(root=root, config=config, report=report, split=split, split_path=split_path,
-                        cache=cache, multipliers=dict(multipliers or {}))
+                        cache=cache, multipliers=dict(multipliers or {}), subsets=subsets)

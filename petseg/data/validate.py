@@ -9,8 +9,11 @@ set; masks with no pet pixels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -185,6 +188,7 @@ class ValidationReport:
     rejected: list[Rejection]
     stray_files: list[tuple[str, str]]
     notes: list[str]
+    duplicates: list[list[str]] = field(default_factory=list)  # see petseg.data.duplicates
 
     def summary(self) -> dict:
         """JSON-ready totals, rejections with reasons, counts per species and breed."""
@@ -207,33 +211,90 @@ class ValidationReport:
             "repaired": self.repaired,
             "stray_files": [{"path": p, "reason": r} for p, r in self.stray_files],
             "notes": self.notes,
+            "duplicates": self.duplicate_table(),
         }
 
+    def duplicate_table(self) -> list[dict]:
+        """Each duplicate group with the official list of every member, flagged when it crosses lists."""
+        where = {s.stem: s.official_split or "none" for s in self.usable}
+        rows = []
+        for group in self.duplicates:
+            lists = {stem: where.get(stem, "none") for stem in group}
+            rows.append({"stems": group, "lists": lists,
+                         "crosses_trainval_test": {"trainval", "test"} <= set(lists.values())})
+        return rows
 
-def check_dataset(root_or_index: str | Path | DatasetIndex, progress: bool = False) -> ValidationReport:
-    """Decode and check every pair of a dataset; never raises for a bad file."""
-    index = root_or_index if isinstance(root_or_index, DatasetIndex) else index_dataset(root_or_index)
-    usable, rejected, repaired = [], [], {}
+
+CHECK_FORMAT = 1
+_CHECKS: dict[str, dict] = {}  # fingerprint -> per-file results, for this process
+
+
+def _check_files(index: DatasetIndex, progress: bool) -> dict:
+    """Decode every pair: per-stem ``status``/``reason``/``repairs``, and the duplicate groups."""
+    from petseg.data.duplicates import difference_hash, duplicate_groups, thumbnail
+
+    results: dict[str, dict] = {}
+    hashes, thumbnails = {}, {}
     samples = index.samples
     if progress:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         samples = tqdm(samples, desc="checking files", unit="img")
     for sample in samples:
         try:
             pair = load_pair(sample)
         except BadFileError as error:
-            rejected.append(Rejection(sample.stem, sample.image_path.relative_to(index.root).as_posix(), str(error)))
+            results[sample.stem] = {"status": "rejected", "path": sample.image_path.relative_to(index.root).as_posix(),
+                                    "reason": str(error)}
             continue
         except OSError as error:  # permissions, vanished files, ...
-            rejected.append(Rejection(sample.stem, str(sample.image_path), f"cannot read file ({error})"))
+            results[sample.stem] = {"status": "rejected", "path": str(sample.image_path),
+                                    "reason": f"cannot read file ({error})"}
+            continue
+        results[sample.stem] = {"status": "usable", "repairs": pair.repairs}
+        hashes[sample.stem], thumbnails[sample.stem] = difference_hash(pair.image), thumbnail(pair.image)
+    return {"format": CHECK_FORMAT, "files": results, "duplicates": duplicate_groups(hashes, thumbnails)}
+
+
+def check_dataset(root_or_index: str | Path | DatasetIndex, progress: bool = False,
+                  cache_dir: Path | None = None) -> ValidationReport:
+    """Decode and check every pair of a dataset, and find duplicate photographs; never raises for a bad file.
+
+    The per-file results depend only on the files, so they are kept by data fingerprint: in this process, and
+    in ``cache_dir/checks/<fingerprint>.json`` when ``cache_dir`` is given (a changed file changes the
+    fingerprint, and everything is checked again).
+    """
+    index = root_or_index if isinstance(root_or_index, DatasetIndex) else index_dataset(root_or_index)
+    digest = fingerprint(index)
+    stored = Path(cache_dir) / "checks" / f"{digest}.json" if cache_dir is not None else None
+    checked = _CHECKS.get(digest)
+    if checked is None and stored is not None and stored.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            checked = json.loads(stored.read_text())
+        if checked is not None and (checked.get("format") != CHECK_FORMAT
+                                    or set(checked["files"]) != {s.stem for s in index.samples}):
+            checked = None
+    if checked is None:
+        checked = _check_files(index, progress)
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            partial = stored.with_name(f".partial-{os.getpid()}-{stored.name}")
+            partial.write_text(json.dumps(checked))
+            os.replace(partial, stored)
+    _CHECKS[digest] = checked
+    usable, rejected, repaired = [], [], {}
+    for sample in index.samples:
+        result = checked["files"][sample.stem]
+        if result["status"] == "rejected":
+            rejected.append(Rejection(sample.stem, result["path"], result["reason"]))
             continue
         usable.append(sample)
-        if pair.repairs:
-            repaired[sample.stem] = pair.repairs
+        if result["repairs"]:
+            repaired[sample.stem] = result["repairs"]
     return ValidationReport(
-        root=str(index.root), layout=index.layout, fingerprint=fingerprint(index), usable=usable,
+        root=str(index.root), layout=index.layout, fingerprint=digest, usable=usable,
         repaired=repaired, rejected=rejected, stray_files=index.stray_files, notes=index.notes,
+        duplicates=[list(group) for group in checked["duplicates"]],
     )
 
 

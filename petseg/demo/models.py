@@ -69,7 +69,7 @@ def find_finished_runs(runs_dir: str | Path, task: str, profile: str | None = No
             mtime = (path / "results.json").stat().st_mtime
             if match[1] not in newest or mtime > newest[match[1]][0]:
                 newest[match[1]] = (mtime, run)
-        found += [newest[p][1] for p in ("quick", "full") if p in newest and profile in (None, p)]
+        found += [newest[p][1] for p in ("quick", "standard", "full") if p in newest and profile in (None, p)]
     return found
 
 
