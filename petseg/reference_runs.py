@@ -188,6 +188,13 @@ def _changes(overrides: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> str:
     return ", ".join(part for part in parts if part)
 
 
+PROFILE_NOTES = {
+    "standard": "The `standard` profile trains on every training image and tests on the whole test split, at "
+                "128 px, each model in about an hour or less on 2 CPU cores.",
+    "full": "The `full` profile (512 px, 60 epochs, the official download) needs a GPU.",
+}
+
+
 def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Path = REFERENCE_DIR,
                      fingerprint: str | None = None) -> tuple[str, pd.DataFrame | None]:
     """Words and a table for a chapter: what the recorded ``profile`` runs of ``keys`` reached, or that none
@@ -200,12 +207,13 @@ def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Pat
     # an upstream run (the autoencoder) is recorded with the catalog model that uses it
     command = f"petseg record {' '.join(key for key in keys if key in CATALOG)} --profile {profile}"
     if table.empty:
-        return (f"**No `{profile}`-profile run of {', '.join(keys)} is recorded yet.** The `full` profile (512 px, "
-                f"60 epochs) needs a GPU; `{command}` on a machine with one writes the results to "
-                f"`book/reference_run/{profile}/` (scripts/gpu/README.md shows how, for a GPU machine without "
-                f"internet), and this section then shows them.", None)
-    words = (f"Recorded `{profile}`-profile results (`{command}`), with the hardware, commit and data they "
-             f"came from. They are committed files, not re-run by this build.")
+        where = (PROFILE_NOTES.get(profile, "") + f" `{command}` writes the results to `book/reference_run/{profile}/`"
+                 + (" (scripts/gpu/README.md shows how, for a GPU machine without internet)" if profile == "full" else "")
+                 + ", and this section then shows them.")
+        return f"**No `{profile}`-profile run of {', '.join(keys)} is recorded yet.** " + where.strip(), None
+    words = (f"Recorded `{profile}`-profile results (`{command}`; {PROFILE_NOTES.get(profile, '').rstrip('.')}), "
+             f"with the hardware, commit and data they came from. They are committed files, not re-run by this "
+             f"build.")
     return words + _other_data_warning(table, fingerprint), table
 
 

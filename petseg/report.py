@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from petseg.catalog import ModelSpec
@@ -185,6 +186,56 @@ def per_breed(model_runs: Iterable[ModelRun], breeds: Mapping[str, str], species
     models = list(dict.fromkeys(f.model.iloc[0] for f in frames))
     counts = data[data.seed == data.seed.min()].groupby(["species", "breed"]).stem.nunique()
     return table[models].assign(**{"test images": counts}).round(3)
+
+
+def species_confusion(model_runs: Iterable[ModelRun], breeds: Mapping[str, str], species: Mapping[str, str]
+                      ) -> pd.DataFrame:
+    """Per breed (rows, with species) and model (columns): the share of the breed's true pet pixels that the
+    model calls the *other* species (a Bombay cat's pixels called dog), over all test images of the breed and
+    the model's seeds. Needs the ``pet_as_*`` columns of the per-image tables (runs made by this version)."""
+    rows = []
+    for item in model_runs:
+        if not (item.run.path / "per_image_test.csv").exists():
+            continue
+        frame = per_image_with_breeds(item.run, breeds, species)
+        if "pet_as_cat" not in frame:
+            continue
+        other = np.where(frame.species == "cat", frame.pet_as_dog, frame.pet_as_cat)
+        total = frame[["pet_as_background", "pet_as_cat", "pet_as_dog"]].sum(axis=1)
+        rows.append(pd.DataFrame({"species": frame.species, "breed": frame.breed, "model": item.spec.label,
+                                  "other": other, "total": total}))
+    if not rows:
+        raise ValueError("no run has the per-image pet pixel counts (pet_as_*)")
+    data = pd.concat(rows, ignore_index=True).groupby(["species", "breed", "model"], sort=False)[["other", "total"]].sum()
+    share = (data["other"] / data["total"]).unstack("model")
+    return share[list(dict.fromkeys(frame.model.iloc[0] for frame in rows))].round(3)
+
+
+def worst_breeds(table: pd.DataFrame, model: str, n: int = 3) -> list[tuple[str, str]]:
+    """The ``n`` (species, breed) rows of a :func:`per_breed` table with the lowest score for ``model``."""
+    return list(table[model].astype(float).nsmallest(n).index)
+
+
+def breed_findings(scores: pd.DataFrame, confusion: pd.DataFrame, model: str, n: int = 3) -> str:
+    """Markdown sentences on ``model``'s per-breed results: best and worst breeds (:func:`per_breed`), the mean
+    over cat and over dog breeds, and the breeds most often taken for the other species
+    (:func:`species_confusion`)."""
+    column = scores[model].astype(float)
+    worst, best = column.nsmallest(n), column.nlargest(n)
+
+    def named(series: pd.Series) -> str:
+        return ", ".join(f"{breed} ({species}, {value:.2f})" for (species, breed), value in series.items())
+
+    by_species = column.groupby(level="species").mean()
+    text = (f"For **{model}** (mean per-image mIoU per breed), the worst breeds are {named(worst)} and the best "
+            f"{named(best)}; cat breeds average {by_species.get('cat', float('nan')):.2f}, dog breeds "
+            f"{by_species.get('dog', float('nan')):.2f}.")
+    if model in confusion:
+        taken = confusion[model].astype(float).nlargest(n)
+        text += (" The breeds whose pixels it most often gives to the other species: "
+                 + ", ".join(f"{breed} ({species}, {value:.0%} of its pet pixels)"
+                             for (species, breed), value in taken.items()) + ".")
+    return text
 
 
 def study_key(spec: ModelSpec) -> str | None:

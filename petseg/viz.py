@@ -338,7 +338,7 @@ def robustness_curves(table: pd.DataFrame, metric: str = "mdice", ylabel: str = 
     return fig
 
 
-def breed_heatmap(table: pd.DataFrame, metric: str = "mIoU") -> Figure:
+def breed_heatmap(table: pd.DataFrame, metric: str = "mIoU", colour_label: str | None = None) -> Figure:
     """Per-breed scores (rows = (species, breed), columns = models) as an annotated heatmap."""
     import seaborn as sns
 
@@ -346,7 +346,7 @@ def breed_heatmap(table: pd.DataFrame, metric: str = "mIoU") -> Figure:
     labels = [f"{breed} ({species})" for species, breed in data.index]
     fig, ax = plt.subplots(figsize=(1.4 * data.shape[1] + 2.5, 0.45 * data.shape[0] + 1.5))
     sns.heatmap(data.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
-                yticklabels=labels, cbar_kws={"label": f"mean per-image {metric}"})
+                yticklabels=labels, cbar_kws={"label": colour_label or f"mean per-image {metric}"})
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_xticklabels(ax.get_xticklabels(), rotation=20, ha="right")

@@ -18,6 +18,8 @@ from petseg.data.transforms import CheckedAugmentation
 from petseg.data.validate import LoadedPair, ValidationReport, check_dataset, load_pair
 from petseg.profiles import PROFILES
 
+OFFICIAL_TEST_IMAGES = 3669  # lines of the official annotations/test.txt
+
 
 def load_config(name: str, profile: str) -> dict:
     """Read ``petseg/configs/<name>.yaml`` and merge the chosen profile's keys over the top level."""
@@ -113,17 +115,31 @@ class PreparedData:
         return pd.DataFrame.from_dict(rows, orient="index")
 
     def describe(self) -> str:
-        """One Markdown paragraph saying which data and settings this build used."""
+        """One Markdown paragraph saying which data and settings this build used (no machine paths)."""
         totals = self.report.summary()["totals"]
         breeds = sorted({s.breed for s in self.report.usable})
         species = self.report.summary()["species"]
         sizes = self.split.sizes()
+        longest = max((max(size) for size in self.cache.original_sizes), default=0)
+        resized = (f" Its images are at most {longest} px on their longest side: a resized copy, not the official "
+                   "download (whose photos are mostly 300-500 px)." if 0 < longest <= 256 else "")
+        test = f"{sizes['test']:,} test images"
+        if self.split.test_source == "official test list":
+            test += (f" (the official test list, which names {OFFICIAL_TEST_IMAGES:,}: the others are not in this "
+                     "copy or were rejected)" if sizes["test"] < OFFICIAL_TEST_IMAGES else " (the official test list)")
+        evaluated = [self.subset_note(name) for name in ("val", "test") if self.subset_note(name)]
+        caps = (f" Profile `{self.config['profile']}` validates and tests on " + " and ".join(evaluated) + "."
+                if evaluated else "")
+        duplicates = (f" {len(self.report.duplicates)} groups of duplicate photographs were found; each stays on one "
+                      f"side of the split ({len(self.split.dropped_duplicates)} trainval copies of test photographs "
+                      "left out)." if self.report.duplicates else "")
         return (
-            f"This build used **{totals['usable_pairs']} usable images of {len(breeds)} breeds** "
-            f"({', '.join(f'{n} {k}s' for k, n in species.items())}) from `{self.root}` "
-            f"({self.report.layout} layout, data fingerprint `{self.report.fingerprint}`), "
-            f"split into {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test images, "
-            f"preprocessed to {self.cache.size} x {self.cache.size} px (profile `{self.config['profile']}`)."
+            f"This build used **{totals['usable_pairs']:,} usable images of {len(breeds)} breeds** "
+            f"({', '.join(f'{n:,} {k}s' for k, n in species.items())}) of the Oxford-IIIT Pet dataset "
+            f"(Parkhi et al., CVPR 2012, CC BY-SA 4.0; folder `{Path(self.root).name}`, {self.report.layout} layout, "
+            f"data fingerprint `{self.report.fingerprint}`), split into {sizes['train']:,} train / "
+            f"{sizes['val']:,} validation / {test}, preprocessed to {self.cache.size} x {self.cache.size} px "
+            f"(profile `{self.config['profile']}`).{resized}{caps}{duplicates}"
         )
 
 
