@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SAMPLE_ENV = "PETSEG_DATA"
+SAMPLE_ENV = "PETSEG_SAMPLE"  # not PETSEG_DATA: CI points that at the 37-breed copy the book is built on
 DEFAULT_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "oxford-iiit-pet-sample"
+PETS37_ENV = "PETSEG_PETS37"
+DEFAULT_PETS37 = DEFAULT_SAMPLE.parent / "oxford-iiit-pet-256"
 
 # breed -> (class id, species id) as in the official list.txt
 BREEDS = {"Abyssinian": (1, 1), "Bengal": (6, 1), "beagle": (13, 2)}
@@ -72,8 +74,17 @@ def write_course(root: Path, per_breed: int = 5, with_splits: bool = False) -> P
 
 @pytest.fixture
 def sample_root() -> Path:
-    """The real 600-image sample (PETSEG_DATA or ../shared/data/oxford-iiit-pet-sample); skip if absent."""
+    """The real 600-image sample (PETSEG_SAMPLE or ../shared/data/oxford-iiit-pet-sample); skip if absent."""
     root = Path(os.environ.get(SAMPLE_ENV) or DEFAULT_SAMPLE)
     if not (root / "images").is_dir():
         pytest.skip(f"real sample not found at {root} (set {SAMPLE_ENV})")
+    return root
+
+
+@pytest.fixture
+def pets37_root() -> Path:
+    """The 37-breed, 256 px copy (PETSEG_PETS37 or ../shared/data/oxford-iiit-pet-256); skip if absent."""
+    root = Path(os.environ.get(PETS37_ENV) or DEFAULT_PETS37)
+    if not (root / "images").is_dir():
+        pytest.skip(f"37-breed data not found at {root} (set {PETS37_ENV})")
     return root

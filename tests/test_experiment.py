@@ -161,3 +161,36 @@ def test_predict_returns_images_masks_probabilities_and_padding(official_dataset
     assert (out["masks"][out["padding"]] == 255).all()
     plain = [test_set[0], test_set[1]]  # a dataset that does not know its padding
     assert "padding" not in predict(model, plain, [1], device="cpu")
+
+
+def test_a_checkpoint_scores_a_test_only_dataset(env, tmp_path):
+    from tests.conftest import write_official
+
+    data, runs = env
+    run = run_experiment("unet", "quick", data, overrides=TINY, runs_dir=runs, progress=False)
+    mine = write_official(tmp_path / "mine", per_breed=4)
+    annotations = mine / "annotations"
+    annotations.joinpath("test.txt").write_text(annotations.joinpath("list.txt").read_text().split("\n", 4)[-1])
+    annotations.joinpath("trainval.txt").write_text("")
+    result = evaluate_checkpoint(run.best_checkpoint, "test", data=mine)
+    assert result["data"]["split"] == {"train": 0, "val": 0, "test": 12}
+    assert 0 <= result["metrics"]["miou"] <= 1
+    assert set(result["baselines"]) == {"all_background"}  # no training masks: no majority baseline
+
+
+def test_baselines_stream_and_match_the_whole_split_at_once(official_dataset, tmp_path):
+    import numpy as np
+    import torch
+
+    from petseg.data.pipeline import prepare_data
+    from petseg.experiment import _mask_batches, baseline_metrics
+    from petseg.metrics import ConfusionMatrix, majority_per_pixel_map, majority_prediction
+
+    prepared = prepare_data(official_dataset, "quick", image_size=32, cache_dir=tmp_path, progress=False)
+    assert [len(b) for b in _mask_batches(prepared, prepared.split.test, batch=4)] == [4, 4, 4, 3]
+    stack = lambda stems: torch.from_numpy(np.stack([prepared.cache.masks[prepared.cache.position(s)]  # noqa: E731
+                                                     for s in stems]).astype(np.int64))
+    test = stack(prepared.split.test)
+    meter = ConfusionMatrix()
+    meter.update(majority_prediction(majority_per_pixel_map(stack(prepared.split.train)), test), test)
+    assert baseline_metrics(prepared)["majority_per_pixel"]["miou"] == pytest.approx(meter.compute()["miou"])

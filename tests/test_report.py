@@ -30,7 +30,10 @@ class FakeSpec(ModelSpec):
         folder = Path(self.overrides["folder"]) / f"{self.key}-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"stem": ["Abyssinian_1", "Abyssinian_2", "beagle_1"],
-                      "miou": [0.5 + seed / 10, 0.7, 0.2]}).to_csv(folder / "per_image_test.csv", index=False)
+                      "miou": [0.5 + seed / 10, 0.7, 0.2],
+                      # true pet pixels predicted as background / cat / dog
+                      "pet_as_background": [10, 0, 5], "pet_as_cat": [60, 100, 45 + seed],
+                      "pet_as_dog": [30, 0, 50 - seed]}).to_csv(folder / "per_image_test.csv", index=False)
         return Run(folder, {}, _results(self.overrides["miou"][seed]), reused=True)
 
 
@@ -128,3 +131,18 @@ def test_environment_page_lists_chapter_times(tmp_path):
     text = report.write_environment_page(tmp_path).read_text()
     assert "| `01_data` | 1.5 min (90 s) | quick |" in text and "**2.0 min**" in text
     assert "| Python |" in text and "| torch |" in text
+
+
+def test_species_confusion_and_breed_findings(runs):
+    _, model_runs = runs
+    breeds = {"Abyssinian_1": "Abyssinian", "Abyssinian_2": "Abyssinian", "beagle_1": "beagle"}
+    species = {"Abyssinian_1": "cat", "Abyssinian_2": "cat", "beagle_1": "dog"}
+    confusion = report.species_confusion(model_runs, breeds, species)
+    # a cat breed's pixels called dog: 30 of 200 per seed; the beagle's called cat: (45+46+47) of 300
+    assert confusion.loc[("cat", "Abyssinian"), "UNet"] == pytest.approx(0.15)
+    assert confusion.loc[("dog", "beagle"), "UNet"] == pytest.approx(138 / 300, abs=1e-3)
+    scores = report.per_breed(model_runs, breeds, species)
+    assert report.worst_breeds(scores, "UNet", n=1) == [("dog", "beagle")]
+    text = report.breed_findings(scores, confusion, "UNet", n=1)
+    assert "the worst breeds are beagle (dog, 0.20)" in text and "cat breeds average 0.65" in text
+    assert "beagle (dog, 46% of its pet pixels)" in text

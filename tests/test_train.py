@@ -361,3 +361,15 @@ def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
     last = ranks[0]["history"][-1]
     assert result["miou"] == pytest.approx(last["val_miou"], abs=1e-12)
     assert math.isclose(result["pixel_accuracy"], last["val_acc"], abs_tol=1e-12)
+
+
+def test_training_says_what_it_will_do_and_how_long_it_will_take(data, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PETSEG_PROGRESS", "1")
+    train(make_model(), *data, quick_config(epochs=2, batch_size=2, max_steps_per_epoch=7), tmp_path)
+    out = capsys.readouterr().out
+    assert "2 epochs x 7 steps of 2 items (capped by max_steps_per_epoch; an epoch holds 32 items) = 14 optimiser " \
+           "steps; validation on 12 images after each epoch" in out
+    assert "s per step on its first steps: about" in out and "epoch 1/2 took" in out
+    monkeypatch.setenv("PETSEG_PROGRESS", "0")
+    train(make_model(), *data, quick_config(epochs=1, batch_size=8), tmp_path / "quiet")
+    assert capsys.readouterr().out == ""

@@ -276,11 +276,11 @@ def check_dataset(root_or_index: str | Path | DatasetIndex, progress: bool = Fal
             checked = None
     if checked is None:
         checked = _check_files(index, progress)
-        if stored is not None:
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            partial = stored.with_name(f".partial-{os.getpid()}-{stored.name}")
-            partial.write_text(json.dumps(checked))
-            os.replace(partial, stored)
+    if stored is not None and not stored.is_file():
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_name(f".partial-{os.getpid()}-{stored.name}")
+        partial.write_text(json.dumps(checked))
+        os.replace(partial, stored)
     _CHECKS[digest] = checked
     usable, rejected, repaired = [], [], {}
     for sample in index.samples:
