@@ -237,7 +237,7 @@ def _check_files(index: DatasetIndex, progress: bool) -> dict:
     hashes, thumbnails = {}, {}
     samples = index.samples
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         samples = tqdm(samples, desc="checking files", unit="img")
     for sample in samples:
