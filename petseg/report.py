@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,16 +168,20 @@ def breed_lookup(prepared: Any) -> tuple[dict[str, str], dict[str, str]]:
     return {s.stem: s.breed for s in usable}, {s.stem: s.species for s in usable}
 
 
+def _per_image_frames(model_runs: Iterable[ModelRun], breeds: Mapping[str, str], species: Mapping[str, str]
+                      ) -> Iterator[tuple[ModelRun, pd.DataFrame]]:
+    """Each run that has a per-image test table, with that table (breed and species joined)."""
+    for item in model_runs:
+        if (item.run.path / "per_image_test.csv").exists():
+            yield item, per_image_with_breeds(item.run, breeds, species)
+
+
 def per_breed(model_runs: Iterable[ModelRun], breeds: Mapping[str, str], species: Mapping[str, str],
               metric: str = "miou") -> pd.DataFrame:
     """Mean per-image ``metric`` per breed (rows, with species and test images) and model (columns),
     averaged over each model's seeds."""
-    frames = []
-    for item in model_runs:
-        if not (item.run.path / "per_image_test.csv").exists():
-            continue
-        frame = per_image_with_breeds(item.run, breeds, species)
-        frames.append(frame.assign(model=item.spec.label, seed=item.seed))
+    frames = [frame.assign(model=item.spec.label, seed=item.seed)
+              for item, frame in _per_image_frames(model_runs, breeds, species)]
     if not frames:
         raise ValueError("no run has a per-image test table")
     data = pd.concat(frames, ignore_index=True)
@@ -194,10 +198,7 @@ def species_confusion(model_runs: Iterable[ModelRun], breeds: Mapping[str, str],
     model calls the *other* species (a Bombay cat's pixels called dog), over all test images of the breed and
     the model's seeds. Needs the ``pet_as_*`` columns of the per-image tables (runs made by this version)."""
     rows = []
-    for item in model_runs:
-        if not (item.run.path / "per_image_test.csv").exists():
-            continue
-        frame = per_image_with_breeds(item.run, breeds, species)
+    for item, frame in _per_image_frames(model_runs, breeds, species):
         if "pet_as_cat" not in frame:
             continue
         other = np.where(frame.species == "cat", frame.pet_as_dog, frame.pet_as_cat)

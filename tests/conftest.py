@@ -72,19 +72,21 @@ def write_course(root: Path, per_breed: int = 5, with_splits: bool = False) -> P
     return root
 
 
+def real_data(env: str, default: Path, what: str) -> Path:
+    """The dataset folder named by ``env`` (else ``default``); skip the test when it is absent."""
+    root = Path(os.environ.get(env) or default)
+    if not (root / "images").is_dir():
+        pytest.skip(f"{what} not found at {root} (set {env})")
+    return root
+
+
 @pytest.fixture
 def sample_root() -> Path:
     """The real 600-image sample (PETSEG_SAMPLE or ../shared/data/oxford-iiit-pet-sample); skip if absent."""
-    root = Path(os.environ.get(SAMPLE_ENV) or DEFAULT_SAMPLE)
-    if not (root / "images").is_dir():
-        pytest.skip(f"real sample not found at {root} (set {SAMPLE_ENV})")
-    return root
+    return real_data(SAMPLE_ENV, DEFAULT_SAMPLE, "real sample")
 
 
 @pytest.fixture
 def pets37_root() -> Path:
     """The 37-breed, 256 px copy (PETSEG_PETS37 or ../shared/data/oxford-iiit-pet-256); skip if absent."""
-    root = Path(os.environ.get(PETS37_ENV) or DEFAULT_PETS37)
-    if not (root / "images").is_dir():
-        pytest.skip(f"37-breed data not found at {root} (set {PETS37_ENV})")
-    return root
+    return real_data(PETS37_ENV, DEFAULT_PETS37, "37-breed data")

@@ -23,6 +23,10 @@ def _results(miou: float, pet_iou: float = 0.8) -> dict:
             "train_seconds": 10.0}
 
 
+BREEDS = {"Abyssinian_1": "Abyssinian", "Abyssinian_2": "Abyssinian", "beagle_1": "beagle"}
+SPECIES = {"Abyssinian_1": "cat", "Abyssinian_2": "cat", "beagle_1": "dog"}
+
+
 class FakeSpec(ModelSpec):
     """A spec whose runs are made up from a table of mIoU per seed (no training)."""
 
@@ -89,8 +93,7 @@ def test_summary_mean_std_and_overlap(runs):
 
 def test_per_breed_averages_over_seeds(runs):
     _, model_runs = runs
-    breeds = {"Abyssinian_1": "Abyssinian", "Abyssinian_2": "Abyssinian", "beagle_1": "beagle"}
-    species = {"Abyssinian_1": "cat", "Abyssinian_2": "cat", "beagle_1": "dog"}
+    breeds, species = BREEDS, SPECIES
     table = report.per_breed(model_runs, breeds, species)
     # UNet: Abyssinian images 0.5+s/10 and 0.7 -> per seed 0.6, 0.65, 0.7 -> 0.65
     assert table.loc[("cat", "Abyssinian"), "UNet"] == pytest.approx(0.65)
@@ -135,8 +138,7 @@ def test_environment_page_lists_chapter_times(tmp_path):
 
 def test_species_confusion_and_breed_findings(runs):
     _, model_runs = runs
-    breeds = {"Abyssinian_1": "Abyssinian", "Abyssinian_2": "Abyssinian", "beagle_1": "beagle"}
-    species = {"Abyssinian_1": "cat", "Abyssinian_2": "cat", "beagle_1": "dog"}
+    breeds, species = BREEDS, SPECIES
     confusion = report.species_confusion(model_runs, breeds, species)
     # a cat breed's pixels called dog: 30 of 200 per seed; the beagle's called cat: (45+46+47) of 300
     assert confusion.loc[("cat", "Abyssinian"), "UNet"] == pytest.approx(0.15)

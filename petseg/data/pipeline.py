@@ -127,7 +127,7 @@ class PreparedData:
         if self.split.test_source == "official test list":
             test += (f" (the official test list, which names {OFFICIAL_TEST_IMAGES:,}: the others are not in this "
                      "copy or were rejected)" if sizes["test"] < OFFICIAL_TEST_IMAGES else " (the official test list)")
-        evaluated = [self.subset_note(name) for name in ("val", "test") if self.subset_note(name)]
+        evaluated = [note for note in (self.subset_note("val"), self.subset_note("test")) if note]
         caps = (f" Profile `{self.config['profile']}` validates and tests on " + " and ".join(evaluated) + "."
                 if evaluated else "")
         duplicates = (f" {len(self.report.duplicates)} groups of duplicate photographs were found; each stays on one "
