@@ -117,8 +117,9 @@ def make_split(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0, 
         unsplit = sorted(s.stem for s in samples if s.official_split is None)
         test_source = "official test list"
         in_test = {groups[stem] for stem in test if stem in groups}
-        dropped = sorted(s.stem for s in trainval if groups.get(s.stem) in in_test)
-        trainval = [s for s in trainval if s.stem not in set(dropped)]
+        left_out = {s.stem for s in trainval if groups.get(s.stem) in in_test}
+        dropped = sorted(left_out)
+        trainval = [s for s in trainval if s.stem not in left_out]
     else:
         rest, test = stratified_holdout([s.stem for s in samples], [s.breed for s in samples], test_fraction, seed,
                                         groups)
