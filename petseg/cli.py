@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
+
+from petseg import config as settings
+from petseg.config import parse_overrides as parse_overrides  # re-exported: SECTION.KEY=VALUE -> nested dict
+from petseg.errors import DEBUG_ENV, ConfigError, UserError, one_line
+from petseg.profiles import PROFILES
+
+# Every command checks what it was given (paths, settings, devices) before torch and the data pipeline are
+# imported or anything is written: a mistake is one line (UserError, printed by main) within a second.
 
 
 def _data_check(args: argparse.Namespace) -> int:
     from petseg.data.layout import data_root_from_env, find_dataset_root
-    from petseg.data.pipeline import load_config
     from petseg.data.split import make_split
     from petseg.data.validate import check_dataset
 
@@ -20,14 +28,17 @@ def _data_check(args: argparse.Namespace) -> int:
     if root is None:
         raise SystemExit("petseg data check: give ROOT or set PETSEG_DATA")
     start = time.perf_counter()
-    report = check_dataset(find_dataset_root(root), progress=not args.json)
-    config = load_config("data", "quick")
+    root = find_dataset_root(root)
+    _check_seed(args.seed)
+    report = check_dataset(root, progress=not args.json)
+    config = settings.data_settings(PROFILES[0])
     seed = config["seed"] if args.seed is None else args.seed
     split = make_split(report.usable, val_fraction=config["val_fraction"], seed=seed,
-                       test_fraction=config["test_fraction"])
+                       test_fraction=config["test_fraction"], duplicates=report.duplicates)
     summary = report.summary()
     summary["split"] = {**split.sizes(), "unsplit": len(split.unsplit), "seed": seed,
-                        "val_fraction": split.val_fraction, "test_source": split.test_source}
+                        "val_fraction": split.val_fraction, "test_source": split.test_source,
+                        "dropped_duplicates": len(split.dropped_duplicates)}
     summary["seconds"] = round(time.perf_counter() - start, 2)
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -47,7 +58,23 @@ def _data_check(args: argparse.Namespace) -> int:
             print(f"  stray    {stray['path']}: {stray['reason']}")
         for note in summary["notes"]:
             print(f"  note     {note}")
+        _print_duplicates(summary["duplicates"])
+    if not report.usable:
+        print(f"petseg: no usable image/mask pairs under {summary['root']}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _print_duplicates(groups: list[dict]) -> None:
+    """One line per group of duplicate photographs, with each member's official list."""
+    if not groups:
+        return
+    crossing = sum(group["crosses_trainval_test"] for group in groups)
+    print(f"  duplicates {len(groups)} groups of the same photograph ({sum(len(g['stems']) for g in groups)} "
+          f"images; {crossing} in both trainval and test: their trainval copies are left out of training)")
+    for group in groups:
+        members = ", ".join(f"{stem} ({where})" for stem, where in group["lists"].items())
+        print(f"  duplicate {members}{'  <- crosses trainval/test' if group['crosses_trainval_test'] else ''}")
 
 
 def _data_download(args: argparse.Namespace) -> int:
@@ -60,6 +87,11 @@ def _data_download(args: argparse.Namespace) -> int:
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
+    from petseg.data.locate import check_data_available
+
+    settings.check_data_settings({key: value for key, value in (("image_size", args.image_size),
+                                                                ("seed", args.seed)) if value is not None})
+    check_data_available(args.data)
     from petseg.data.pipeline import prepare_data
 
     prepared = prepare_data(args.data, args.profile, image_size=args.image_size, seed=args.seed)
@@ -69,36 +101,33 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_overrides(pairs: list[str] | None) -> dict:
-    """``["train.num_workers=12", "data.image_size=256"]`` -> nested dict; values are parsed as YAML."""
-    import yaml
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
 
-    overrides: dict = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            raise SystemExit(f"petseg: --set expects SECTION.KEY=VALUE (e.g. train.num_workers=12), got {pair!r}")
-        node = overrides
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise SystemExit(f"petseg: --set {pair!r} conflicts with an earlier --set of {part!r}")
-        value = yaml.safe_load(raw)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        node[parts[-1]] = value
-    return overrides
+
+def _check_run_settings(args: argparse.Namespace, experiments: list[tuple[str, dict]]) -> None:
+    """Everything ``train`` and ``record`` are given, before anything is written: the seed, where the data is
+    (quick: before torch is imported, so a missing dataset or an offline machine fails within a second),
+    the device, and every experiment's settings (``experiments``: (name, overrides) pairs)."""
+    from petseg.data.locate import check_data_available
+
+    _check_seed(args.seed)
+    check_data_available(args.data)
+    settings.check_device(args.device)
+    for name, overrides in experiments:
+        config = settings.load_experiment_config(name, args.profile, overrides)
+        settings.check_device(config["train"].get("device"), "train.device")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from petseg.experiment import deep_merge, run_experiment
-
     overrides = parse_overrides(args.set)
-    if args.epochs:
-        overrides = deep_merge(overrides, {"train": {"epochs": args.epochs}})
+    if args.epochs is not None:
+        overrides = settings.merge(overrides, {"train": {"epochs": args.epochs}})
+    _check_run_settings(args, [(args.model, overrides)])
     overrides = overrides or None
+    from petseg.experiment import run_experiment
+
     run = run_experiment(args.model, args.profile, args.data, args.seed, overrides=overrides, tag=args.tag,
                          runs_dir=args.runs_dir, force=args.force, device=args.device,
                          resume="required" if args.resume else "auto")
@@ -126,21 +155,32 @@ def _ablation_label(text: str) -> str:
 def _record(args: argparse.Namespace) -> int:
     import logging
 
+    from petseg.catalog import CATALOG
+
+    overrides = parse_overrides(args.set)
+    _check_run_settings(args, [(CATALOG[key].experiment, settings.merge(CATALOG[key].overrides, overrides))
+                               for key in args.models])
     from petseg.reference_runs import REFERENCE_DIR, record_reference_runs
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     budget = args.budget_minutes * 60 if args.budget_minutes else None
     written = record_reference_runs(args.models, args.profile, args.data, args.seed, args.out or REFERENCE_DIR,
-                                    overrides=parse_overrides(args.set), budget_seconds=budget,
+                                    overrides=overrides, budget_seconds=budget,
                                     label=args.label, runs_dir=args.runs_dir, device=args.device)
     print(json.dumps({key: str(path) if path else None for key, path in written.items()}, indent=1))
     return 0 if all(written.values()) else 3
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from petseg.checkpoints import check_checkpoint_path
+    from petseg.data.locate import find_data
+
+    check_checkpoint_path(args.checkpoint)
+    data = find_data(args.data) if args.data else None  # absolute: the results record where the data was
+    settings.check_device(args.device)
     from petseg.experiment import evaluate_checkpoint
 
-    results = evaluate_checkpoint(args.checkpoint, args.split, data=args.data, device=args.device)
+    results = evaluate_checkpoint(args.checkpoint, args.split, data=data and data.resolve(), device=args.device)
     if args.json:
         print(json.dumps(results, indent=1))
     else:
@@ -153,6 +193,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    settings.check_device(args.device)
     from petseg.demo.app import main as demo_main
 
     return demo_main(sam2=args.sam2, runs_dir=args.runs, host=args.host, port=args.port, device=args.device,
@@ -161,16 +202,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _book(args: argparse.Namespace) -> int:
     from petseg import book
-    from petseg.data.pipeline import resolve_data_root
+    from petseg.data.locate import check_data_available
 
     # Find (or download) the data before any kernel starts, so a missing dataset fails in a second, in one line.
-    args.data = str(resolve_data_root(args.data))
+    root = check_data_available(args.data)
+    if root is None:
+        from petseg.data.pipeline import resolve_data_root
+
+        root = resolve_data_root(args.data)
+    args.data = str(root)
     return book.run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from petseg.profiles import PROFILES
-
     parser = argparse.ArgumentParser(prog="petseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -191,10 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--seed", type=int)
     prepare.set_defaults(func=_data_prepare)
 
-    from petseg.experiment import available_experiments
-
     train = commands.add_parser("train", help="train (or resume) a model; reuses a finished identical run")
-    train.add_argument("model", choices=available_experiments())
+    train.add_argument("model", choices=settings.available_experiments())
     train.add_argument("--profile", default="quick", choices=list(PROFILES))
     train.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
     train.add_argument("--seed", type=int, default=0)
@@ -259,14 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a user's mistake (:class:`petseg.errors.UserError`) or a failed download is one
+    line on stderr and exit status 1 (``PETSEG_DEBUG=1``: with its traceback). Other errors are bugs: they
+    keep their traceback."""
     from petseg.data.download import DownloadError
-    from petseg.data.layout import DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DownloadError, DatasetNotFoundError) as error:
-        print(f"petseg: {error}", file=sys.stderr)
+    except (UserError, DownloadError) as error:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"petseg: {one_line(error)}", file=sys.stderr)
         return 1
 
 

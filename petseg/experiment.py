@@ -13,25 +13,27 @@ data description), ``results.json`` and ``per_image_test.csv``.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
+from petseg import config as settings
+from petseg.checkpoints import check_checkpoint_path
+from petseg.config import available_experiments as available_experiments  # re-exported
 from petseg.data.dataset import padding_of
 from petseg.data.labels import CLASS_NAMES
-from petseg.data.pipeline import PROFILES, PreparedData, prepare_data
+from petseg.data.pipeline import PreparedData, prepare_data
+from petseg.errors import ConfigError, MissingInputError, UserError, one_line
 from petseg.train import to_jsonable
 
 RUNS_ENV = "PETSEG_RUNS"
@@ -48,31 +50,13 @@ def default_runs_dir() -> Path:
 
 def deep_merge(base: dict, update: dict) -> dict:
     """A copy of ``base`` with ``update`` merged in (nested dicts merged, everything else replaced)."""
-    merged = copy.deepcopy(base)
-    for key, value in (update or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def available_experiments() -> list[str]:
-    names = [p.name[:-5] for p in resources.files("petseg").joinpath("configs").iterdir() if p.name.endswith(".yaml")]
-    return sorted(n for n in names if n != "data")
+    return settings.merge(base, update)
 
 
 def load_experiment_config(name: str, profile: str = "quick", overrides: dict | None = None) -> dict:
-    """``petseg/configs/<name>.yaml`` with its profile (and ``overrides``) deep-merged over the defaults."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if name not in available_experiments():
-        raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(available_experiments())}")
-    raw = yaml.safe_load(resources.files("petseg").joinpath("configs", f"{name}.yaml").read_text())
-    profiles = raw.pop("profiles", {})
-    config = deep_merge(deep_merge(raw, profiles.get(profile, {})), overrides or {})
-    config.update(experiment=name, profile=profile)
-    return config
+    """``petseg/configs/<name>.yaml`` with its profile (and ``overrides``) deep-merged over the defaults,
+    checked by :func:`petseg.config.load_experiment_config` (a ConfigError names what is wrong)."""
+    return settings.load_experiment_config(name, profile, overrides)
 
 
 def run_key(config: dict, fingerprint: str, seed: int) -> str:
@@ -159,7 +143,8 @@ def run_experiment(name: str, profile: str = "quick", data: str | Path | None = 
     if (run_dir / RESULTS_FILE).exists() and not force:
         return Run(run_dir, config, json.loads((run_dir / RESULTS_FILE).read_text()), reused=True, prepared=prepared)
     if resume == "required" and (force or not (run_dir / "last.pt").exists()):
-        raise FileNotFoundError(f"nothing to resume: no interrupted run at {run_dir}")
+        raise MissingInputError(f"nothing to resume: no interrupted run at {run_dir} (leave out --resume to "
+                                "start it)")
     return _train_and_evaluate(config, prepared, run_dir, seed, force, progress)
 
 
@@ -195,16 +180,21 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
     from petseg.train import TrainConfig, seed_everything, train
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and evaluates
-    if force and main_process and (run_dir / RESULTS_FILE).exists():
-        (run_dir / RESULTS_FILE).unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
     data_info = _data_description(prepared)
-    if main_process:
-        (run_dir / EXPERIMENT_FILE).write_text(json.dumps({"config": config, "data": data_info}, indent=1))
     provenance = collect_provenance({"experiment": config["experiment"], "profile": config["profile"],
                                      "data_fingerprint": data_info["fingerprint"], "data_root": data_info["root"]})
     seed_everything(seed)
-    model = build_model(config["model"])
+    try:  # before the run folder exists: a model that cannot be built leaves nothing behind
+        model = build_model(config["model"])
+    except UserError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"cannot build the model from these settings: {one_line(error)}") from error
+    if force and main_process and (run_dir / RESULTS_FILE).exists():
+        (run_dir / RESULTS_FILE).unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main_process:
+        (run_dir / EXPERIMENT_FILE).write_text(json.dumps({"config": config, "data": data_info}, indent=1))
     train_config = TrainConfig.from_dict(config["train"])
     resume = (run_dir / "last.pt").exists() and not force
     start = time.perf_counter()
@@ -348,25 +338,26 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     """Evaluate a run's checkpoint on ``split`` with the data settings it was trained with.
 
     Writes ``eval-<split>-<checkpoint>.json`` beside the checkpoint and returns the same dict: metrics
-    (segmentation: 3-class and binary; reconstruction: SSIM/PSNR), baselines, data and provenance.
+    (segmentation: 3-class and binary; reconstruction: SSIM/PSNR), baselines, data and provenance. On other
+    ``data`` (another fingerprint) the file is ``eval-<split>-<checkpoint>-data-<fingerprint>.json`` and a
+    note goes to stderr.
     """
     from petseg.provenance import collect_provenance
     from petseg.train import load_model_from_checkpoint
 
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    checkpoint = check_checkpoint_path(checkpoint)
     experiment_file = checkpoint.parent / EXPERIMENT_FILE
     if not experiment_file.exists():
-        raise FileNotFoundError(f"{experiment_file} missing: evaluate needs a run directory written by petseg train")
+        raise MissingInputError(f"{experiment_file} missing: evaluate needs a run directory written by petseg train")
     recorded = json.loads(experiment_file.read_text())
     config = recorded["config"]
-    prepared = prepare_data(data or recorded["data"]["root"], config["profile"], overrides=config.get("data"),
-                            progress=False)
-    if prepared.report.fingerprint != recorded["data"]["fingerprint"]:
+    model = load_model_from_checkpoint(checkpoint).eval()  # a damaged file fails before the data is prepared
+    data = Path(data).expanduser().resolve() if data else recorded["data"]["root"]
+    prepared = prepare_data(data, config["profile"], overrides=config.get("data"), progress=False)
+    other_data = prepared.report.fingerprint != recorded["data"]["fingerprint"]
+    if other_data:
         print(f"note: data fingerprint {prepared.report.fingerprint} differs from the training data's "
-              f"{recorded['data']['fingerprint']}")
-    model = load_model_from_checkpoint(checkpoint).eval()
+              f"{recorded['data']['fingerprint']}", file=sys.stderr)
     dataset = prepared.dataset(split, augment=False)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "data": _data_description(prepared)}
     if config["task"] == "segmentation":
@@ -381,7 +372,9 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     else:
         result["metrics"] = evaluate_reconstruction(model, dataset, device=device)
     result["provenance"] = collect_provenance({"data_fingerprint": prepared.report.fingerprint})
-    path = checkpoint.parent / f"eval-{split}-{checkpoint.stem}.json"
+    # results on other data go beside the run's own, never over them
+    suffix = f"-data-{prepared.report.fingerprint}" if other_data else ""
+    path = checkpoint.parent / f"eval-{split}-{checkpoint.stem}{suffix}.json"
     result["written_to"] = str(path)
     path.write_text(json.dumps(to_jsonable(result), indent=1))
     return to_jsonable(result)

@@ -58,6 +58,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
+from petseg.checkpoints import read_checkpoint
+from petseg.errors import CheckpointError
 from petseg.metrics import (
     BINARY_CLASS_NAMES,
     IGNORE_INDEX,
@@ -608,7 +610,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None,
     ``rng``, ``config`` (TrainConfig dict), ``task``, ``model_config``, ``best_metric``, ``record``.
     Loaded with ``weights_only=True``.
     """
-    checkpoint = torch.load(Path(path), map_location=map_location, weights_only=True)
+    checkpoint = read_checkpoint(path, map_location=map_location)
     if "model" not in checkpoint or not isinstance(checkpoint["model"], Mapping):
         checkpoint = {"model": checkpoint}
     _restore_states(checkpoint, model, optimizer, scheduler, scaler, strict)
@@ -637,10 +639,10 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
     its weights (eval mode). Needs a model that was built by ``build_model``."""
     from petseg.models import build_model
 
-    checkpoint = torch.load(Path(path), map_location=map_location, weights_only=True)
-    model_config = checkpoint.get("model_config")
+    checkpoint = read_checkpoint(path, map_location=map_location)
+    model_config = checkpoint.get("model_config") if isinstance(checkpoint, Mapping) else None
     if not model_config:
-        raise ValueError(f"{path} has no model_config (the model was not built by build_model); "
+        raise CheckpointError(f"{path} has no model_config (the model was not built by build_model); "
                          "build the model yourself and call load_checkpoint(path, model)")
     config = dict(model_config)
     if config.get("name") == "ae_unet":
@@ -909,7 +911,8 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     resumed_from = None
     if resume and last_path.exists():
         # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest to the model's device.
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(last_path, "cpu", hint="; cannot resume from it: train again with --force "
+                                                             "(force=True) to start this run over")
         _check_resumable(checkpoint, config, task, steps_per_epoch, context.world_size)
         _restore_states(checkpoint, model, optimizer, scheduler, scaler)
         start_epoch, global_step = int(checkpoint["epoch"]), int(checkpoint["global_step"])

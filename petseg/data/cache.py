@@ -87,8 +87,7 @@ def build_cache(report: ValidationReport, size: int, cache_dir: Path | None = No
     if _is_complete(final):
         return PreprocessedCache.open(final)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for stale in cache_dir.glob(f".{final.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale_partials(cache_dir, final.name)
     partial = cache_dir / f".{final.name}.partial-{os.getpid()}"
     partial.mkdir()
     try:
@@ -103,13 +102,34 @@ def build_cache(report: ValidationReport, size: int, cache_dir: Path | None = No
             "complete": True,
         }
         (partial / "meta.json").write_text(json.dumps(meta))
+        if _is_complete(final):  # another process finished the same cache meanwhile: use that one
+            shutil.rmtree(partial, ignore_errors=True)
+            return PreprocessedCache.open(final)
         if final.exists():  # an incomplete leftover under the final name
             shutil.rmtree(final)
-        os.replace(partial, final)
+        try:
+            os.replace(partial, final)
+        except OSError:
+            if not _is_complete(final):
+                raise
+            shutil.rmtree(partial, ignore_errors=True)  # another process renamed its copy into place first
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return PreprocessedCache.open(final)
+
+
+def _remove_stale_partials(cache_dir: Path, name: str) -> None:
+    """Delete ``.<name>.partial-<pid>`` folders of killed builds; those of running processes (another
+    ``petseg data prepare`` building the same cache) are theirs and stay."""
+    from petseg.data.download import _pid_alive
+
+    prefix = f".{name}.partial-"
+    for stale in cache_dir.glob(f"{prefix}*"):
+        pid_text = stale.name[len(prefix):]
+        pid = int(pid_text) if pid_text.isdigit() else -1
+        if pid == os.getpid() or pid <= 0 or not _pid_alive(pid):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _sample_dict(sample: Sample) -> dict:

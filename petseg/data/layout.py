@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from petseg.data.labels import breed_from_stem, species_from_breed
+from petseg.errors import MissingInputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DATA_ENV = "PETSEG_DATA"
@@ -58,8 +59,8 @@ class DatasetIndex:
         return sorted(set(paths))
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """No dataset of a known layout at the given path."""
+class DatasetNotFoundError(MissingInputError):
+    """No dataset of a known layout at the given path (a :class:`~petseg.errors.UserError`)."""
 
 
 def detect_layout(root: Path) -> str | None:
@@ -77,6 +78,9 @@ def find_dataset_root(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
         raise DatasetNotFoundError(f"{path} does not exist")
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"{path} is a file, not a dataset folder (give the folder that holds images/ "
+                                   "and annotations/, or color/ and label/)")
     candidates = [path] + sorted(p for p in path.iterdir() if p.is_dir())
     for candidate in candidates:
         if detect_layout(candidate):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from petseg.config import check_data_settings, merge
 from petseg.data.cache import PreprocessedCache, build_cache, default_cache_dir
 from petseg.data.dataset import PetSegDataset, balancing_multipliers
 from petseg.data.layout import DatasetNotFoundError, data_root_from_env, find_dataset_root, index_dataset
@@ -28,7 +29,7 @@ def load_config(name: str, profile: str) -> dict:
     text = resources.files("petseg").joinpath("configs", f"{name}.yaml").read_text()
     config = yaml.safe_load(text)
     profiles = config.pop("profiles", {})
-    return {**config, **profiles.get(profile, {}), "profile": profile}
+    return merge(config, profiles.get(profile, {}), {"profile": profile})
 
 
 def default_download_dir() -> Path:
@@ -148,13 +149,10 @@ def prepare_data(data: str | Path | None = None, profile: str = "quick", *, imag
                  progress: bool = True, overrides: dict | None = None) -> PreparedData:
     """Find (or download) the data, check every file, split it, and build the preprocessed cache.
 
-    ``overrides`` replaces keys of ``configs/data.yaml`` (e.g. a model config's ``data`` section).
+    ``overrides`` is merged over ``configs/data.yaml`` (e.g. a model config's ``data`` section).
     """
-    config = load_config("data", profile)
-    unknown = sorted(set(overrides or {}) - set(config))
-    if unknown:
-        raise ValueError(f"unknown data settings {unknown}; valid: {sorted(config)}")
-    config.update(overrides or {})
+    check_data_settings(overrides)  # ConfigError naming the setting: unknown key, wrong type, out of range
+    config = merge(load_config("data", profile), overrides)
     if image_size is not None:
         config["image_size"] = image_size
     if seed is not None:

@@ -25,7 +25,8 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["MODEL_REGISTRY", "available_models", "build_model", "describe_weights", "register_model"]
+__all__ = ["MODEL_REGISTRY", "available_models", "build_model", "builder_arguments", "check_input_size",
+           "describe_weights", "register_model"]
 
 ModelBuilder = Callable[..., nn.Module]
 MODEL_REGISTRY: dict[str, ModelBuilder] = {}
@@ -139,6 +140,58 @@ def _build_sam2_effnet(image_size: int = 256, pretrained_trunk: bool = True, fre
         raise ValueError("sam2_effnet has no official checkpoint (its trunk is EfficientNet-Lite0)")
     return PromptedSAM2("efficientnet_lite0", decoder_config, image_size, pretrained_trunk, freeze_trunk,
                         **prompt_settings)
+
+
+# Builders that pass their keyword arguments on to a class (``_call_with_signature_of``, ``**prompt_settings``):
+# the class whose arguments they accept, imported only when asked for (:func:`builder_arguments`).
+_ARGUMENTS_OF = {"unet": "petseg.models.unet:UNet", "autoencoder": "petseg.models.autoencoder:ConvAutoencoder",
+                 "efficientnet_unet": "petseg.models.efficientnet_unet:EfficientNetUNet",
+                 "fusion_unet": "petseg.models.clip_unet:GlobalFusionUNet",
+                 "sam2_hiera": "petseg.models.sam2:PromptedSAM2", "sam2_effnet": "petseg.models.sam2:PromptedSAM2"}
+# models whose encoder is a UNetEncoder: inputs must suit its depth (petseg.models.unet.check_input_size)
+_UNET_ENCODERS = ("unet", "autoencoder", "ae_unet", "fusion_unet")
+
+
+def builder_arguments(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword arguments :func:`build_model` accepts for model ``name`` (besides ``name``), by name.
+
+    Those of the registered builder, plus, for a builder that passes ``**kwargs`` on to a model class, that
+    class's own. ValueError for an unknown name.
+    """
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(available_models())}")
+    parameters = dict(inspect.signature(MODEL_REGISTRY[name]).parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()) and name in _ARGUMENTS_OF:
+        import importlib
+
+        module, _, attribute = _ARGUMENTS_OF[name].partition(":")
+        target = getattr(importlib.import_module(module), attribute)
+        parameters = {**inspect.signature(target).parameters, **parameters}
+    return {key: p for key, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_input_size(config: Mapping[str, Any], height: int, width: int) -> None:
+    """Raise ValueError unless the model built from ``config`` takes ``height`` x ``width`` images.
+
+    UNet encoders (unet, autoencoder, ae_unet, fusion_unet): :func:`petseg.models.unet.check_input_size` for
+    the config's ``depth``; efficientnet_unet: multiples of 32; SAM 2 resizes every image to its own
+    ``image_size``, which must be a multiple of 64. Other models are not checked.
+    """
+    name = config.get("name")
+    defaults = ({key: p.default for key, p in builder_arguments(name).items()}
+                if name in MODEL_REGISTRY else {})
+    if name in _UNET_ENCODERS:
+        from petseg.models.unet import check_input_size as check_unet_input
+
+        check_unet_input(height, width, int(config.get("depth", defaults.get("depth"))))
+    elif name == "efficientnet_unet":
+        from petseg.models.efficientnet_unet import EfficientNetUNet
+
+        EfficientNetUNet.check_input_size(height, width)
+    elif str(name).startswith("sam2_"):
+        from petseg.models.sam2 import check_image_size
+
+        check_image_size(int(config.get("image_size", defaults.get("image_size"))))
 
 
 def describe_weights(config: Mapping[str, Any]) -> str | None:

@@ -132,6 +132,12 @@ def _compose_config(config_file: str, image_size: int, overrides: Sequence[str] 
     return cfg
 
 
+def check_image_size(image_size: int) -> None:
+    """Raise ValueError unless ``image_size`` is a positive multiple of 64 (the model's input side)."""
+    if image_size < 64 or image_size % 64:
+        raise ValueError(f"image_size must be a positive multiple of 64 (SAM 2 uses 1024), got {image_size}")
+
+
 def build_sam2_base(hiera_size: str = "tiny", image_size: int = 1024, trunk: str = "hiera",
                     pretrained_trunk: bool = True, freeze_trunk: bool = True) -> nn.Module:
     """A SAM2Base from sam2's SAM 2.1 config of ``hiera_size`` at ``image_size`` px, random weights, eval
@@ -143,8 +149,7 @@ def build_sam2_base(hiera_size: str = "tiny", image_size: int = 1024, trunk: str
         raise ValueError(f"hiera_size must be one of {HIERA_SIZES}, got {hiera_size!r}")
     if trunk not in TRUNKS:
         raise ValueError(f"trunk must be one of {TRUNKS}, got {trunk!r}")
-    if image_size < 64 or image_size % 64:
-        raise ValueError(f"image_size must be a positive multiple of 64 (SAM 2 uses 1024), got {image_size}")
+    check_image_size(image_size)
     cfg = _compose_config(SAM2_CONFIG_FILES[hiera_size], image_size)
     if trunk == "efficientnet_lite0":
         cfg.model.image_encoder.trunk = OmegaConf.create({
