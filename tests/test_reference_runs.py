@@ -9,6 +9,7 @@ import pytest
 
 from petseg import reference_runs
 from petseg.cli import build_parser, parse_overrides
+from petseg.errors import ConfigError
 from petseg.experiment import Run
 from petseg.provenance import git_state
 
@@ -92,9 +93,9 @@ def test_set_overrides_parse_nested_yaml_values() -> None:
                                                       "model": {"dropout": 0.2}}
     assert parse_overrides(None) == {}
     for bad in (["train.epochs"], ["=3"], ["train..x=1"]):
-        with pytest.raises(SystemExit, match="SECTION.KEY=VALUE"):
+        with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
             parse_overrides(bad)
-    with pytest.raises(SystemExit, match="conflicts"):
+    with pytest.raises(ConfigError, match="conflicts"):
         parse_overrides(["train=1", "train.lr=2"])
     args = build_parser().parse_args(["record", "unet", "ae_unet_frozen", "--set", "train.num_workers=8",
                                       "--budget-minutes", "9"])

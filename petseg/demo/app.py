@@ -13,6 +13,7 @@ API endpoints (for ``gradio_client``): ``/upload`` (file, model), ``/click`` (x,
 import contextlib
 import io
 import os
+import sys
 import threading
 import time
 import warnings
@@ -184,6 +185,31 @@ class DemoController:
         return self._reply(session, key, f"Model: {option.label}.", **timings), session
 
 
+@contextlib.contextmanager
+def _refused_quietly() -> Iterator[None]:
+    """Gradio refuses a value outside a component's choices with a ``gr.Error`` that it also prints as a
+    traceback in the server's log: the caller still gets the error; the log gets one line."""
+    try:
+        yield
+    except gr.Error as error:
+        print(f"petseg demo: refused a request: {error.message}", file=sys.stderr)
+        raise gr.Error(error.message, print_exception=False) from None
+
+
+def refusing_quietly(component: Any) -> Any:
+    """``component`` (a Dropdown or Radio) with refusals of values outside its choices logged as one line
+    (:func:`_refused_quietly`). An instance is wrapped, not subclassed: Gradio writes a ``.pyi`` stub beside
+    the module of every Component subclass."""
+    preprocess = component.preprocess
+
+    def quiet_preprocess(payload: Any) -> Any:
+        with _refused_quietly():
+            return preprocess(payload)
+
+    component.preprocess = quiet_preprocess
+    return component
+
+
 def build_app(options: list[ModelOption]) -> Any:
     """The Gradio Blocks app over a :class:`DemoController` for ``options`` (first = default)."""
     controller = DemoController(options)
@@ -222,7 +248,7 @@ def build_app(options: list[ModelOption]) -> Any:
         session = gr.State(PromptSession())
         with gr.Row():
             with gr.Column(scale=1):
-                model = gr.Dropdown(choices=choices, value=options[0].key, label="Model")
+                model = refusing_quietly(gr.Dropdown(choices=choices, value=options[0].key, label="Model"))
                 model_note = gr.Markdown(options[0].description, elem_id="model-note")
                 upload = gr.File(label="Upload an image", file_types=["image"], type="filepath",
                                  elem_id="upload")
@@ -231,6 +257,8 @@ def build_app(options: list[ModelOption]) -> Any:
                 label_mode = gr.Radio(choices=[("auto (from the mask around the click)", "auto"),
                                                ("foreground", "foreground"), ("background", "background")],
                                       value="auto", label="Point label", elem_id="label-mode")
+                for choice in (mode, label_mode):
+                    refusing_quietly(choice)
                 reset = gr.Button("Reset prompts", elem_id="reset")
             with gr.Column(scale=2):
                 canvas = gr.Image(label="Click on the image", interactive=False, format="jpeg", elem_id="canvas")

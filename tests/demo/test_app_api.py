@@ -141,11 +141,14 @@ def test_huge_images_are_downscaled(client, tmp_path: Path) -> None:
     assert Image.open(picture).size == (1024, 768)
 
 
-def test_unknown_model_is_refused(client, tmp_path: Path) -> None:
+def test_unknown_model_is_refused(client, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from gradio_client.exceptions import AppError
 
+    capfd.readouterr()
     with pytest.raises(AppError, match="not in the list of choices"):
         upload(client, write_image(tmp_path / "pet.png", pet_like_image()), model="nope")
+    log = capfd.readouterr().err
+    assert "Traceback" not in log and "refused a request" in log  # the server's log: one line, no traceback
     _, message, _ = upload(client, write_image(tmp_path / "pet.png", pet_like_image()))
     assert "loaded" in message
 
