@@ -106,25 +106,27 @@ def _check_seed(seed: int | None) -> None:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
 
 
-def _check_run_settings(args: argparse.Namespace, experiments: list[tuple[str, dict]]) -> None:
+def _check_run_settings(args: argparse.Namespace, experiments: list[tuple[str, dict]]) -> str | None:
     """Everything ``train`` and ``record`` are given, before anything is written: the seed, where the data is
     (quick: before torch is imported, so a missing dataset or an offline machine fails within a second),
-    the device, and every experiment's settings (``experiments``: (name, overrides) pairs)."""
+    the device, and every experiment's settings (``experiments``: (name, overrides) pairs). Returns the
+    dataset folder as an absolute path (runs record it), or None when the data is to be downloaded."""
     from petseg.data.locate import check_data_available
 
     _check_seed(args.seed)
-    check_data_available(args.data)
+    root = check_data_available(args.data)
     settings.check_device(args.device)
     for name, overrides in experiments:
         config = settings.load_experiment_config(name, args.profile, overrides)
         settings.check_device(config["train"].get("device"), "train.device")
+    return os.path.abspath(root) if root else None
 
 
 def _train(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if args.epochs is not None:
         overrides = settings.merge(overrides, {"train": {"epochs": args.epochs}})
-    _check_run_settings(args, [(args.model, overrides)])
+    args.data = _check_run_settings(args, [(args.model, overrides)])
     overrides = overrides or None
     from petseg.experiment import run_experiment
 
@@ -158,7 +160,7 @@ def _record(args: argparse.Namespace) -> int:
     from petseg.catalog import CATALOG
 
     overrides = parse_overrides(args.set)
-    _check_run_settings(args, [(CATALOG[key].experiment, settings.merge(CATALOG[key].overrides, overrides))
+    args.data = _check_run_settings(args, [(CATALOG[key].experiment, settings.merge(CATALOG[key].overrides, overrides))
                                for key in args.models])
     from petseg.reference_runs import REFERENCE_DIR, record_reference_runs
 
@@ -176,11 +178,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from petseg.data.locate import find_data
 
     check_checkpoint_path(args.checkpoint)
-    data = find_data(args.data) if args.data else None  # absolute: the results record where the data was
+    data = os.path.abspath(find_data(args.data)) if args.data else None  # the results record where it was
     settings.check_device(args.device)
     from petseg.experiment import evaluate_checkpoint
 
-    results = evaluate_checkpoint(args.checkpoint, args.split, data=data and data.resolve(), device=args.device)
+    results = evaluate_checkpoint(args.checkpoint, args.split, data=data, device=args.device)
     if args.json:
         print(json.dumps(results, indent=1))
     else:

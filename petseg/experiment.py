@@ -346,13 +346,13 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     from petseg.train import load_model_from_checkpoint
 
     checkpoint = check_checkpoint_path(checkpoint)
+    model = load_model_from_checkpoint(checkpoint).eval()  # a damaged file fails before the data is prepared
     experiment_file = checkpoint.parent / EXPERIMENT_FILE
     if not experiment_file.exists():
         raise MissingInputError(f"{experiment_file} missing: evaluate needs a run directory written by petseg train")
     recorded = json.loads(experiment_file.read_text())
     config = recorded["config"]
-    model = load_model_from_checkpoint(checkpoint).eval()  # a damaged file fails before the data is prepared
-    data = Path(data).expanduser().resolve() if data else recorded["data"]["root"]
+    data = os.path.abspath(Path(data).expanduser()) if data else recorded["data"]["root"]
     prepared = prepare_data(data, config["profile"], overrides=config.get("data"), progress=False)
     other_data = prepared.report.fingerprint != recorded["data"]["fingerprint"]
     if other_data:
