@@ -31,7 +31,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", hint: st
     path = check_checkpoint_path(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+    except PermissionError as error:
+        raise CheckpointError(f"cannot read {path}: {error.strerror or error}{hint}") from error
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
             AttributeError, ImportError, IndexError, TypeError, UnicodeDecodeError) as error:
         reason = one_line(error)
         reason = reason if len(reason) <= 160 else reason[:157] + "..."
