@@ -173,7 +173,7 @@ def _bounds(minimum: float | None = None, above: float | None = None, maximum: f
 def _each(rule: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
     def check(values: Any) -> str | None:
         problems = [rule(value) for value in (values or [])]
-        return next((f"every value {p.removeprefix('must be ')}" for p in problems if p), None)
+        return next((f"must have every value {p.removeprefix('must be ')}" for p in problems if p), None)
     return check
 
 
