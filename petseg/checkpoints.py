@@ -35,7 +35,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", hint: st
         raise CheckpointError(f"cannot read {path}: {error.strerror or error}{hint}") from error
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
             AttributeError, ImportError, IndexError, TypeError, UnicodeDecodeError) as error:
-        reason = one_line(error)
-        reason = reason if len(reason) <= 160 else reason[:157] + "..."
+        reason = one_line(error).split(". ")[0]  # torch's first sentence says it; the rest is advice for others
+        reason = reason if len(reason) <= 120 else reason[:117] + "..."
         raise CheckpointError(f"{path} is damaged or not a petseg checkpoint ({type(error).__name__}: "
                               f"{reason}){hint}") from error
