@@ -12,6 +12,7 @@ import pytest
 from petseg import config as settings
 from petseg.catalog import CATALOG
 from petseg.errors import ConfigError, UserError
+from petseg.profiles import PROFILES
 
 
 def reference_merge(base: dict, update: dict) -> dict:
@@ -38,7 +39,7 @@ OVERRIDES = [None, {"train": {"epochs": 3, "lr": 1, "num_workers": 12, "class_we
              {"data": {"species_multipliers": None}}]
 
 
-@pytest.mark.parametrize("profile", settings.profiles())
+@pytest.mark.parametrize("profile", PROFILES)
 def test_configs_are_the_same_as_with_the_old_merge(profile: str) -> None:
     """Same resolved configs (types included, so ints stay ints) -> same run keys -> cached runs stay valid."""
     cases = [(name, None) for name in settings.available_experiments()]
@@ -74,13 +75,13 @@ def test_schema_is_derived_from_the_code_and_the_config_files() -> None:
     from petseg.data.cache import default_cache_dir
     from petseg.data.locate import default_cache_dir as light_cache_dir
     from petseg.data.locate import default_download_dir as light_download_dir
-    from petseg.data.pipeline import PROFILES, default_download_dir
+    from petseg.data.pipeline import default_download_dir
     from petseg.train import TrainConfig
 
-    assert settings.profiles() == PROFILES
     assert light_cache_dir() == default_cache_dir() and light_download_dir() == default_download_dir()
     assert set(settings.train_schema()) == {field.name for field in dataclasses.fields(TrainConfig)}
     data = settings.read_config("data")
+    assert tuple(data["profiles"]) == PROFILES
     keys = set(data) | {key for values in data["profiles"].values() for key in values}
     assert set(settings.data_schema()) == keys - {"profiles"}
     assert settings.sections("unet") == ["data", "model", "train"]
