@@ -409,7 +409,8 @@ def _say(message: str) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``petseg book`` options to ``parser``."""
     parser.add_argument("--profile", choices=PROFILES, default="quick",
-                        help="quick (minutes on a laptop CPU) or full (the numbers reported in the book)")
+                        help="quick (minutes on a laptop CPU, the CI build), standard (the CPU reference settings, hours) "
+                             "or full (the study's 512 px settings, on a GPU)")
     parser.add_argument("--data", default=None,
                         help="Oxford-IIIT Pet directory (default: $PETSEG_DATA, else the notebooks decide)")
     parser.add_argument("--seed", type=int, default=0, help="random seed passed to every chapter")
