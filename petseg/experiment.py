@@ -395,16 +395,29 @@ def describe_run(run: Run) -> str:
     else:
         hardware = f"CPU only, {provenance.get('cpu_count', '?')} cores"
     origin = "reused from an earlier identical run" if run.reused else "trained while building this page"
+    steps = train.get("max_steps_per_epoch")
+    epochs = f"{epochs} epochs" + (f" of at most {steps} steps" if steps else "")
     return (
         f"**{config['experiment']}** (`{run.path.name}`, {origin}): profile `{config['profile']}`, "
-        f"{data['image_size']} px, {epochs} epochs, batch {train['batch_size']}, seed {results['seed']}, "
+        f"{data['image_size']} px, {epochs}, batch {train['batch_size']}, seed {results['seed']}, "
         f"{results['parameters']:,} parameters ({results['trainable_parameters']:,} trainable), "
         f"trained in {results['train_seconds']:.0f} s ({hardware}, host `{provenance.get('hostname', '?')}`); "
-        f"data: {data['usable_pairs']} images of "
-        f"{data['breeds']} breeds (fingerprint `{data['fingerprint']}`), {data['split']['train']} train / "
-        f"{data['split']['val']} validation / {data['split']['test']} test; weights initialised "
+        f"data: {data['usable_pairs']:,} images of "
+        f"{data['breeds']} breeds (fingerprint `{data['fingerprint']}`), {data['split']['train']:,} train / "
+        f"{data['split']['val']:,} validation / {data['split']['test']:,} test{_evaluated_words(data)}; "
+        f"weights initialised "
         f"{config.get('initialisation') or describe_weights(config.get('model') or {}) or ('from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)')}."
     )
+
+
+def _evaluated_words(data: dict) -> str:
+    """' (validated on 295, tested on 992 of them: breed-stratified subsets)' when a profile caps the splits."""
+    evaluated, split = data.get("evaluated") or {}, data["split"]
+    capped = {name: count for name, count in evaluated.items() if count < split.get(name, 0)}
+    if not capped:
+        return ""
+    parts = [f"{'validated' if name == 'val' else 'tested'} on {count:,}" for name, count in capped.items()]
+    return f" ({' and '.join(parts)} of them: breed-stratified subsets)"
 
 
 def pick_examples(per_image: pd.DataFrame, n: int = 4, column: str = "miou") -> list[int]:

@@ -225,6 +225,14 @@ def _other_data_warning(table: pd.DataFrame, fingerprint: str | None) -> str:
     return f" **Data differs from this page's** (fingerprint {', '.join(others)} vs {fingerprint}): compare with care."
 
 
+def _data_words(data: Mapping[str, Any]) -> str:
+    """'600 images of 3 breeds (fingerprint ...)' from a record's ``data``."""
+    size = data.get("usable_pairs")
+    breeds = data.get("breeds")
+    what = f"{size:,} images" if isinstance(size, int) else "images"
+    return what + (f" of {breeds} breeds" if breeds else "") + f" (fingerprint {data.get('fingerprint')})"
+
+
 def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: str | None = None,
                        this_build: Mapping[str, Any] | None = None) -> tuple[str, pd.DataFrame | None]:
     """Words and a table (per-class IoU included) for a chapter: the recorded ablations of catalog model
@@ -247,6 +255,14 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
     if score == "mIoU":
         words += (" One seed per row: differences of about 0.02 mIoU are within the seed-to-seed spread (chapter 6 "
                   "measures it).")
+    other_data = sorted({record.get("data", {}).get("fingerprint") for record in records.values()} - {fingerprint})
+    if this_build is not None and fingerprint is not None and other_data:
+        described = "; ".join(_data_words(record.get("data", {})) for record in
+                              {record.get("data", {}).get("fingerprint"): record for record in records.values()
+                               if record.get("data", {}).get("fingerprint") != fingerprint}.values())
+        return (words + f" **They were trained on other data than this page's** ({described}; this page: fingerprint "
+                f"{fingerprint}), so they are compared with each other only, not with this build's run; "
+                f"`petseg record {key} --label NAME --set ...` on this page's data gives comparable rows."), table
     if this_build is not None:
         own = reference_table({"this build": {**this_build, "key": key, "label": "none (this build)"}},
                               per_class=True)

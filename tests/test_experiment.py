@@ -195,3 +195,13 @@ def test_baselines_stream_and_match_the_whole_split_at_once(official_dataset, tm
     meter = ConfusionMatrix()
     meter.update(majority_prediction(majority_per_pixel_map(stack(prepared.split.train)), test), test)
     assert baseline_metrics(prepared)["majority_per_pixel"]["miou"] == pytest.approx(meter.compute()["miou"])
+
+
+def test_a_runs_description_names_the_capped_subsets_it_was_evaluated_on() -> None:
+    from petseg.experiment import _evaluated_words
+
+    split = {"train": 2922, "val": 730, "test": 3292}
+    assert _evaluated_words({"split": split, "evaluated": {"val": 295, "test": 992}}) == (
+        " (validated on 295 and tested on 992 of them: breed-stratified subsets)")
+    assert _evaluated_words({"split": split, "evaluated": {"val": 730, "test": 3292}}) == ""
+    assert _evaluated_words({"split": split}) == ""  # results written before subsets existed

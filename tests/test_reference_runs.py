@@ -186,6 +186,10 @@ def test_recorded_ablations_table_ranks_variants_below_this_builds_run(tmp_path:
     assert list(table["mIoU change"]) == [0.0, 0.2, 0.1]
     assert "seed 0" in text and "Data differs" not in text and "`big` (train.epochs=48), reaches mIoU 0.700, +0.200" in text
     assert "Data differs" in reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="zzz")[0]
+    # recorded on other data: no row for this build and no change against it, which would compare two datasets
+    text, table = reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="zzz", this_build=this_build)
+    assert list(table["ablation"]) == ["big", "small"] and "mIoU change" not in table
+    assert "trained on other data than this page's" in text and "fingerprint abc" in text and "+0.200" not in text
     for label, ssim in (("short", 0.3), ("long", 0.6)):  # autoencoders rank by SSIM
         fake_run_dir(tmp_path / "runs", f"autoencoder-{label}", ssim=ssim, psnr=20.0)
         reference_runs.record_run(tmp_path / "runs" / f"autoencoder-{label}", "autoencoder", tmp_path / "ref",
