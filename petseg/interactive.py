@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from petseg.metrics import BINARY_CLASS_NAMES, ConfusionMatrix
+from petseg.data.labels import BINARY_CLASS_NAMES
+from petseg.metrics import ConfusionMatrix
 from petseg.prompts import Click, box_from_mask, interior_point, next_click, pet_and_valid
 
 __all__ = [

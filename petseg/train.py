@@ -59,15 +59,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from petseg.checkpoints import read_checkpoint
+from petseg.data.labels import BINARY_CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, to_binary
 from petseg.errors import CheckpointError
-from petseg.metrics import (
-    BINARY_CLASS_NAMES,
-    IGNORE_INDEX,
-    NUM_CLASSES,
-    ConfusionMatrix,
-    per_image_metrics,
-    to_binary,
-)
+from petseg.metrics import ConfusionMatrix, per_image_metrics
 
 __all__ = [
     "PromptedLoss",
@@ -286,7 +280,7 @@ class ReconstructionLoss(nn.Module):
 def _binary_target(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Float pet target (labels 1 and 2 -> 1) and boolean valid map (not ``IGNORE_INDEX``) of label masks."""
     valid = masks != IGNORE_INDEX
-    return ((masks != 0) & valid).float(), valid
+    return (to_binary(masks) == 1).float(), valid
 
 
 class PromptedLoss(nn.Module):

@@ -14,8 +14,8 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
+from petseg.data.labels import IGNORE_INDEX, to_binary
 from petseg.metrics import (
-    IGNORE_INDEX,
     ConfusionMatrix,
     background_prediction,
     binary_metrics,
@@ -25,7 +25,6 @@ from petseg.metrics import (
     metrics_from_confusion,
     per_image_metrics,
     segmentation_metrics,
-    to_binary,
 )
 
 torch.set_num_threads(1)

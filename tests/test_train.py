@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from petseg.metrics import IGNORE_INDEX, ConfusionMatrix, per_image_metrics
+from petseg.data.labels import IGNORE_INDEX
+from petseg.metrics import ConfusionMatrix, per_image_metrics
 from petseg.models import build_model
 from petseg.models.autoencoder import ConvAutoencoder
 from petseg.provenance import collect_provenance
