@@ -451,7 +451,7 @@ DATA_NOTE = "data_used.md"
 def write_environment_note(root: Path | str) -> Path:
     """Write ``book/generated/environment.md`` (each chapter's execution time from ``execution_times.json``,
     and the Python, packages, hardware and git commit of this build), which ``book/appendix.md`` includes."""
-    from petseg.report import write_environment_page
+    from petseg.reporting.tables import write_environment_page
 
     return write_environment_page(root, TIMES_FILE)
 

@@ -34,6 +34,7 @@ from petseg.data.dataset import padding_of
 from petseg.data.labels import CLASS_NAMES
 from petseg.data.pipeline import PreparedData, prepare_data
 from petseg.errors import ConfigError, MissingInputError, UserError, one_line
+from petseg.evaluation.segmentation import baseline_metrics
 from petseg.train import to_jsonable
 
 RUNS_ENV = "PETSEG_RUNS"
@@ -217,15 +218,15 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
         results["test"], per_image = evaluate_segmentation(best, test_set, device=train_config.device)
         per_image.insert(0, "stem", prepared.stems("test"))
         per_image.to_csv(run_dir / "per_image_test.csv", index=False)
-        results["baselines"] = baseline_metrics(prepared)
+        results["baselines"] = to_jsonable(baseline_metrics(prepared))
     elif config["task"] == "prompted":  # SAM 2: 1 click, box and the 20-click protocol via SAM2ImagePredictor
-        from petseg.interactive import evaluate_prompted_model
+        from petseg.evaluation.clicks import evaluate_prompted_model
 
         results["test"], per_image = evaluate_prompted_model(best, test_set, config.get("evaluation"),
                                                              device=str(_device(train_config.device)))
         per_image.insert(0, "stem", [prepared.stems("test")[i] for i in per_image.pop("index")])
         per_image.to_csv(run_dir / "per_image_test.csv", index=False)
-        results["baselines"] = baseline_metrics(prepared)
+        results["baselines"] = to_jsonable(baseline_metrics(prepared))
     else:
         results["test"] = evaluate_reconstruction(best, test_set, device=train_config.device)
     (run_dir / RESULTS_FILE).write_text(json.dumps(to_jsonable(results), indent=1))
@@ -241,7 +242,7 @@ def _device(preference: str | None) -> torch.device:
 
 def evaluate_segmentation(model: torch.nn.Module, dataset, device: str | None = None) -> tuple[dict, pd.DataFrame]:
     """Dataset-level metrics (3-class and binary pet/background) and a per-image table."""
-    from petseg.train import evaluate
+    from petseg.evaluation.segmentation import evaluate
 
     metrics = evaluate(model, dataset, device=_device(device))
     columns = {}
@@ -257,41 +258,10 @@ def evaluate_segmentation(model: torch.nn.Module, dataset, device: str | None = 
 def evaluate_reconstruction(model: torch.nn.Module, dataset, device: str | None = None) -> dict:
     from torch.utils.data import DataLoader
 
-    from petseg.models.autoencoder import reconstruction_metrics
+    from petseg.evaluation.reconstruction import reconstruction_metrics
 
     model = model.to(_device(device))
     return to_jsonable(reconstruction_metrics(model, DataLoader(dataset, batch_size=8)))
-
-
-def _mask_batches(prepared: PreparedData, stems: list[str], batch: int = 64):
-    """The cached masks of ``stems`` as int64 tensors, ``batch`` at a time (never the whole split at once)."""
-    for start in range(0, len(stems), batch):
-        positions = [prepared.cache.position(s) for s in stems[start:start + batch]]
-        yield torch.from_numpy(np.stack([prepared.cache.masks[p] for p in positions]).astype(np.int64))
-
-
-def baseline_metrics(prepared: PreparedData) -> dict:
-    """Test metrics of two floors: predict background everywhere; predict each pixel's most frequent
-    training label (computed over the un-augmented training masks, ignoring 255). Masks are read batch by
-    batch, so memory does not grow with the number of images. A test-only dataset has no training masks:
-    its majority baseline is left out."""
-    from petseg.metrics import (
-        ConfusionMatrix,
-        background_prediction,
-        majority_per_pixel_map,
-        majority_prediction,
-    )
-
-    predictors = {"all_background": background_prediction}
-    if prepared.split.train:
-        majority = majority_per_pixel_map(_mask_batches(prepared, prepared.split.train))
-        predictors["majority_per_pixel"] = lambda masks: majority_prediction(majority, masks)
-    meters = {name: ConfusionMatrix() for name in predictors}
-    for test_masks in _mask_batches(prepared, prepared.stems("test")):
-        for name, predict_fn in predictors.items():
-            meters[name].update(predict_fn(test_masks), test_masks)
-    return to_jsonable({name: {**meter.compute(), "binary": meter.to_binary().compute()}
-                        for name, meter in meters.items()})
 
 
 def metrics_table(results: dict[str, dict], binary: bool = False) -> pd.DataFrame:
@@ -363,9 +333,9 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     if config["task"] == "segmentation":
         result["metrics"], _ = evaluate_segmentation(model, dataset, device=device)
         if split == "test":
-            result["baselines"] = baseline_metrics(prepared)
+            result["baselines"] = to_jsonable(baseline_metrics(prepared))
     elif config["task"] == "prompted":
-        from petseg.interactive import evaluate_prompted_model
+        from petseg.evaluation.clicks import evaluate_prompted_model
 
         result["metrics"], _ = evaluate_prompted_model(model, dataset, config.get("evaluation"),
                                                        device=str(_device(device)))

@@ -61,7 +61,9 @@ from tqdm.auto import tqdm
 from petseg.checkpoints import read_checkpoint
 from petseg.data.labels import BINARY_CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, to_binary
 from petseg.errors import CheckpointError
-from petseg.metrics import ConfusionMatrix, per_image_metrics
+from petseg.evaluation.metrics import ConfusionMatrix
+from petseg.evaluation.segmentation import batch_to_device
+from petseg.models import unwrap_model
 
 __all__ = [
     "PromptedLoss",
@@ -69,7 +71,6 @@ __all__ = [
     "TrainConfig",
     "build_loss",
     "build_scheduler",
-    "evaluate",
     "prompted_prediction",
     "load_checkpoint",
     "load_model_from_checkpoint",
@@ -587,10 +588,6 @@ def _as_tuples(value: Any) -> Any:
 # ----------------------------------------------------------------------------------- checkpoints
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel) else model
-
-
 def load_checkpoint(path: str | Path, model: nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
@@ -619,7 +616,7 @@ def _restore_states(checkpoint: Mapping[str, Any], model: nn.Module | None,
         state = checkpoint["model"]
         if any(key.startswith("module.") for key in state):
             state = {key.removeprefix("module."): value for key, value in state.items()}
-        _unwrap(model).load_state_dict(state, strict=strict)
+        unwrap_model(model).load_state_dict(state, strict=strict)
     if optimizer is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
     if scheduler is not None:
@@ -655,19 +652,6 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
 # ------------------------------------------------------------------------------------- evaluation
 
 
-def _batch_to_device(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if isinstance(batch, list | tuple):
-        images = batch[0]
-        masks = batch[1] if len(batch) > 1 else None
-    else:
-        images, masks = batch, None
-    non_blocking = device.type == "cuda"
-    images = images.to(device, non_blocking=non_blocking)
-    if masks is not None:
-        masks = masks.to(device, non_blocking=non_blocking).long()
-    return images, masks
-
-
 @torch.no_grad()
 def _validate(model: nn.Module, loader: DataLoader, device: torch.device, task: str, loss_fn: nn.Module,
               autocast: Callable[[], Any], context: _DistributedContext, num_classes: int) -> dict[str, Any]:
@@ -681,12 +665,11 @@ def _validate(model: nn.Module, loader: DataLoader, device: torch.device, task: 
         meter = ConfusionMatrix(2, class_names=BINARY_CLASS_NAMES)
     image_metrics = None
     if task == "reconstruction":
-        from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+        from petseg.evaluation.reconstruction import image_quality_meters
 
-        image_metrics = (StructuralSimilarityIndexMeasure(data_range=1.0).to(device),
-                         PeakSignalNoiseRatio(data_range=1.0).to(device))
+        image_metrics = image_quality_meters(device)
     for batch in loader:
-        images, masks = _batch_to_device(batch, device)
+        images, masks = batch_to_device(batch, device)
         with autocast():
             outputs = model(images, masks) if task == "prompted" else model(images)
         if task == "segmentation":
@@ -710,58 +693,6 @@ def _validate(model: nn.Module, loader: DataLoader, device: torch.device, task: 
     else:
         ssim, psnr = image_metrics
         results.update({"val_ssim": float(ssim.compute()), "val_psnr": float(psnr.compute())})
-    return results
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, device: str | torch.device | None = None, batch_size: int = 8,
-             num_workers: int = 0, num_classes: int = NUM_CLASSES, amp: bool = False) -> dict[str, Any]:
-    """Evaluate a segmentation model (``model(images) -> logits [B, C, H, W]``) on a whole dataset.
-
-    Returns :meth:`ConfusionMatrix.compute`'s keys (``iou``, ``dice``, ``miou``, ``mdice``,
-    ``pixel_accuracy``, ``support``, ``confusion_matrix``, ``class_names``), ``binary`` (the same for
-    pet-vs-background) and ``per_image``: a dict of 1-D arrays ``[N]`` in dataset order, ready for
-    ``pandas.DataFrame(result["per_image"])``: ``iou_<class>`` and ``dice_<class>`` (NaN where the class is
-    in neither prediction nor target of that image), ``miou``, ``mdice``, ``pixel_accuracy``,
-    ``valid_pixels`` and ``pet_iou`` (pet-vs-background IoU; see :func:`petseg.metrics.per_image_metrics`).
-    ``device=None`` uses the model's device. The model's train/eval mode is restored afterwards.
-    """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model = _unwrap(model).to(device)
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
-    meter = ConfusionMatrix(num_classes)
-    per_image: dict[str, list[np.ndarray]] = {}
-    use_amp = amp and device.type == "cuda"
-    try:
-        for batch in loader:
-            images, masks = _batch_to_device(batch, device)
-            if masks is None:
-                raise ValueError("evaluate needs a dataset of (image, mask) pairs")
-            with torch.autocast(device.type, enabled=use_amp):
-                predictions = model(images).argmax(dim=1)
-            meter.update(predictions, masks)
-            batch_metrics = per_image_metrics(predictions, masks, num_classes)
-            for key in ("iou", "dice"):
-                for class_index, name in enumerate(meter.class_names):
-                    per_image.setdefault(f"{key}_{name}", []).append(batch_metrics[key][:, class_index])
-            for key in ("miou", "mdice", "pixel_accuracy", "valid_pixels"):
-                per_image.setdefault(key, []).append(batch_metrics[key])
-            if num_classes > 2:
-                pet = per_image_metrics(to_binary(predictions), to_binary(masks), 2)
-                per_image.setdefault("pet_iou", []).append(pet["iou"][:, 1])
-                # where the true pet pixels went: the species view of chapter 6 (a cat taken for a dog ...)
-                true_pet = (masks > 0) & (masks != IGNORE_INDEX)
-                for class_index, name in enumerate(meter.class_names):
-                    counts = ((predictions == class_index) & true_pet).sum(dim=(1, 2))
-                    per_image.setdefault(f"pet_as_{name}", []).append(counts.cpu().numpy())
-    finally:
-        model.train(was_training)
-    results = meter.compute()
-    results["binary"] = meter.to_binary().compute()
-    results["per_image"] = {key: np.concatenate(values) for key, values in per_image.items()}
     return results
 
 
@@ -861,7 +792,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
            context: _DistributedContext) -> dict[str, Any]:
     seed_everything(config.seed)
     device = _process_device(config, context)
-    model = _unwrap(model).to(device)
+    model = unwrap_model(model).to(device)
     model_config = getattr(model, "petseg_config", None)
     # What a checkpoint needs to rebuild the model offline (a CLIP tower: weights from the checkpoint,
     # preprocessing pinned); the run's config.json keeps the config as given.
@@ -959,7 +890,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
                         disable=not report.show)
         batches = iter(train_loader)
         for step in range(steps_per_epoch):
-            images, masks = _batch_to_device(next(batches), device)
+            images, masks = batch_to_device(next(batches), device)
             target = images if task == "reconstruction" else masks
             with autocast():
                 outputs = train_model(images, masks, rng=prompt_rng) if task == "prompted" else train_model(images)

@@ -17,8 +17,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from petseg.evaluation.segmentation import evaluate
 from petseg.models import build_model
-from petseg.train import evaluate, load_model_from_checkpoint, seed_everything, train
+from petseg.train import load_model_from_checkpoint, seed_everything, train
 
 torch.set_num_threads(1)
 os.environ.setdefault("PETSEG_PROGRESS", "0")

@@ -184,8 +184,8 @@ def test_baselines_stream_and_match_the_whole_split_at_once(official_dataset, tm
     import torch
 
     from petseg.data.pipeline import prepare_data
-    from petseg.experiment import _mask_batches, baseline_metrics
-    from petseg.metrics import ConfusionMatrix, majority_per_pixel_map, majority_prediction
+    from petseg.evaluation.metrics import ConfusionMatrix, majority_per_pixel_map, majority_prediction
+    from petseg.evaluation.segmentation import _mask_batches, baseline_metrics
 
     prepared = prepare_data(official_dataset, "quick", image_size=32, cache_dir=tmp_path, progress=False)
     assert [len(b) for b in _mask_batches(prepared, prepared.split.test, batch=4)] == [4, 4, 4, 3]

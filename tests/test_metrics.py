@@ -1,4 +1,4 @@
-"""Tests for petseg.metrics: hand-computed cases, torchmetrics equality, absent classes, baselines."""
+"""Tests for petseg.evaluation.metrics: hand-computed cases, torchmetrics equality, absent classes, baselines."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torchmetrics.classification import (
 )
 
 from petseg.data.labels import IGNORE_INDEX, to_binary
-from petseg.metrics import (
+from petseg.evaluation.metrics import (
     ConfusionMatrix,
     background_prediction,
     binary_metrics,

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from petseg.data.labels import IGNORE_INDEX
-from petseg.metrics import ConfusionMatrix, per_image_metrics
+from petseg.evaluation.metrics import ConfusionMatrix, per_image_metrics
+from petseg.evaluation.segmentation import evaluate
 from petseg.models import build_model
 from petseg.models.autoencoder import ConvAutoencoder
 from petseg.provenance import collect_provenance
@@ -26,7 +27,6 @@ from petseg.train import (
     SegmentationLoss,
     TrainConfig,
     build_scheduler,
-    evaluate,
     load_checkpoint,
     load_model_from_checkpoint,
     seed_everything,

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from petseg.data.labels import CLASS_NAMES
-from petseg.prompts import interior_point
+from petseg.data.prompts import interior_point
 
 MAX_SIDE = 1024  # longer images are downscaled to this (SAM 2 works at 1024 px internally)
 MIN_SIDE = 8

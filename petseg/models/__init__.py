@@ -26,7 +26,7 @@ from typing import Any
 from torch import nn
 
 __all__ = ["MODEL_REGISTRY", "available_models", "build_model", "builder_arguments", "check_input_size",
-           "describe_weights", "register_model"]
+           "describe_weights", "register_model", "unwrap_model"]
 
 ModelBuilder = Callable[..., nn.Module]
 MODEL_REGISTRY: dict[str, ModelBuilder] = {}
@@ -208,6 +208,11 @@ def describe_weights(config: Mapping[str, Any]) -> str | None:
 
         return describe_config_weights(config)
     return None
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel / DataParallel wrapper (the model itself otherwise)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel) else model
 
 
 def _call_with_signature_of(cls: type[nn.Module], kwargs: Mapping[str, Any], what: str | None = None) -> nn.Module:

@@ -63,8 +63,8 @@ def test_to_binary_is_one_function_for_numpy_and_torch() -> None:
 
 
 def test_the_demo_clicks_where_the_evaluation_protocol_clicks() -> None:
+    from petseg.data.prompts import interior_point
     from petseg.demo.session import interior_pixel
-    from petseg.prompts import interior_point
 
     mask = np.zeros((9, 12), bool)
     mask[2:8, 3:10] = True

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from petseg.data.download import OfflineError
-from petseg.interactive import evaluate_prompted, interactive_subset, number_of_clicks, prompted_table
+from petseg.evaluation.clicks import evaluate_prompted, interactive_subset, number_of_clicks, prompted_table
 from petseg.models import build_model
 from petseg.models import sam2 as sam2_module
 from petseg.models.sam2 import Sam2CheckpointError, fetch_official_checkpoint, load_sam2_predictor

@@ -25,7 +25,7 @@ import pandas as pd
 from petseg.catalog import ModelSpec
 from petseg.data.labels import CLASS_NAMES
 from petseg.experiment import Run
-from petseg.reference import STUDY_RESULTS
+from petseg.reporting.study import STUDY_RESULTS
 
 # Seeds per profile and model key ("*" = every other model). quick: extra seeds only for the cheapest model,
 # so chapters 6-8 stay inside the CI budget (measured times in the chapter); full: 3 seeds for every model.

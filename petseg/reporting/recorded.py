@@ -31,7 +31,7 @@ __all__ = ["ABLATIONS", "REFERENCE_DIR", "load_reference_results", "record_refer
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "book" / "reference_run"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "book" / "reference_run"
 RECORD_FORMAT = 1
 ABLATIONS = "ablations"  # the folder (beside the profiles' folders) of labelled records
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

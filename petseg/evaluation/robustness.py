@@ -55,7 +55,7 @@ import torch
 
 from petseg.data.labels import to_binary
 from petseg.data.transforms import resize_and_pad
-from petseg.metrics import ConfusionMatrix, per_image_metrics
+from petseg.evaluation.metrics import ConfusionMatrix, per_image_metrics
 
 SWEEP_VERSION = 1
 
