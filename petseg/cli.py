@@ -174,8 +174,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from petseg.checkpoints import check_checkpoint_path
     from petseg.data.locate import find_data
+    from petseg.models.weights import check_checkpoint_path
 
     check_checkpoint_path(args.checkpoint)
     data = os.path.abspath(find_data(args.data)) if args.data else None  # the results record where it was

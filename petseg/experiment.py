@@ -1,12 +1,12 @@
 """Experiments: a model config + a profile + data + a seed -> a finished run directory with results.
 
-``run_experiment("unet", "quick", data)`` trains (or resumes) the model through :func:`petseg.train.train`,
+``run_experiment("unet", "quick", data)`` trains (or resumes) the model through :func:`petseg.training.loop.train`,
 evaluates its best checkpoint on the test split beside two baselines, and writes ``results.json`` with
 provenance. The run directory's name is a key of everything that determines the result (resolved config,
 data fingerprint, seed), so a chapter that runs again with the same inputs reuses the finished run instead
 of training again; a changed config or dataset gets a new run.
 
-Files in a run directory: those of :func:`petseg.train.train` (``config.json``, ``metrics.jsonl``,
+Files in a run directory: those of :func:`petseg.training.loop.train` (``config.json``, ``metrics.jsonl``,
 ``best.pt``, ``last.pt``, ``provenance.json``) plus ``experiment.json`` (the resolved experiment config and
 data description), ``results.json`` and ``per_image_test.csv``.
 """
@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,18 @@ import pandas as pd
 import torch
 
 from petseg import config as settings
-from petseg.checkpoints import check_checkpoint_path
 from petseg.config import available_experiments as available_experiments  # re-exported
+from petseg.config import overrides_for_upstream
 from petseg.data.dataset import padding_of
 from petseg.data.labels import CLASS_NAMES
 from petseg.data.pipeline import PreparedData, prepare_data
 from petseg.errors import ConfigError, MissingInputError, UserError, one_line
 from petseg.evaluation.segmentation import baseline_metrics
-from petseg.train import to_jsonable
+from petseg.models.weights import check_checkpoint_path
+from petseg.training.checkpoints import to_jsonable
 
 RUNS_ENV = "PETSEG_RUNS"
 # model settings an encoder-reusing experiment passes on to the run that trains its encoder
-ENCODER_KEYS = ("in_channels", "depth", "base_width", "max_width", "upsample")
 RESULTS_FILE = "results.json"
 EXPERIMENT_FILE = "experiment.json"
 
@@ -88,22 +87,10 @@ class Run:
         return pd.read_csv(self.path / "per_image_test.csv")
 
     def load_model(self, map_location: str = "cpu") -> torch.nn.Module:
-        from petseg.train import load_model_from_checkpoint
+        from petseg.training.checkpoints import load_model_from_checkpoint
 
         model = load_model_from_checkpoint(self.best_checkpoint, map_location=map_location)
         return model.eval()
-
-
-def overrides_for_upstream(overrides: Mapping[str, Any] | None) -> dict:
-    """The part of a run's ``overrides`` that also applies to the run it is pre-trained from (the AE+UNet's
-    autoencoder): ``train`` and ``data`` whole, and the encoder-shaping ``model`` keys (:data:`ENCODER_KEYS`),
-    then the ``upstream`` section merged over them: settings for the pre-trained run alone (e.g.
-    ``{"upstream": {"train": {"epochs": 32}}}`` trains the autoencoder longer and the AE+UNet as before)."""
-    upstream = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
-    shared = {k: v for k, v in (overrides or {}).get("model", {}).items() if k in ENCODER_KEYS}
-    if shared:
-        upstream["model"] = shared
-    return deep_merge(upstream, (overrides or {}).get("upstream") or {})
 
 
 def run_experiment(name: str, profile: str = "quick", data: str | Path | None = None, seed: int = 0, *,
@@ -178,7 +165,9 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
                         progress: bool) -> Run:
     from petseg.models import build_model
     from petseg.provenance import collect_provenance
-    from petseg.train import TrainConfig, seed_everything, train
+    from petseg.training.config import TrainConfig
+    from petseg.training.loop import train
+    from petseg.training.seeds import seed_everything
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and evaluates
     data_info = _data_description(prepared)
@@ -235,7 +224,7 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
 
 
 def _device(preference: str | None) -> torch.device:
-    from petseg.train import select_device
+    from petseg.training.distributed import select_device
 
     return select_device(preference or "auto")
 
@@ -313,7 +302,7 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     note goes to stderr.
     """
     from petseg.provenance import collect_provenance
-    from petseg.train import load_model_from_checkpoint
+    from petseg.training.checkpoints import load_model_from_checkpoint
 
     checkpoint = check_checkpoint_path(checkpoint)
     model = load_model_from_checkpoint(checkpoint).eval()  # a damaged file fails before the data is prepared

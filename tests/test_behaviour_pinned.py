@@ -19,7 +19,9 @@ from torch.utils.data import Dataset
 
 from petseg.evaluation.segmentation import evaluate
 from petseg.models import build_model
-from petseg.train import load_model_from_checkpoint, seed_everything, train
+from petseg.training.checkpoints import load_model_from_checkpoint
+from petseg.training.loop import train
+from petseg.training.seeds import seed_everything
 
 torch.set_num_threads(1)
 os.environ.setdefault("PETSEG_PROGRESS", "0")

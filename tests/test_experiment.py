@@ -106,7 +106,7 @@ def test_killed_run_resumes_from_the_cli(env, monkeypatch, capsys):
     assert main([*args, "--resume"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("petseg: nothing to resume")
     assert not runs.exists() or not any(runs.iterdir())  # nothing left behind
-    import petseg.train as train_module
+    import petseg.training.loop as train_module
 
     real_train = train_module.train
 

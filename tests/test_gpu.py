@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from petseg.train import TrainConfig, load_checkpoint, train
+from petseg.training.checkpoints import load_checkpoint
+from petseg.training.config import TrainConfig
+from petseg.training.loop import train
 
 from .test_train import SyntheticPets, make_model, quick_config
 

@@ -136,7 +136,7 @@ def test_shortened_recordings_say_what_was_changed(tmp_path: Path) -> None:
 
 
 def test_overrides_for_upstream_keep_train_data_and_encoder_shape() -> None:
-    from petseg.experiment import overrides_for_upstream
+    from petseg.config import overrides_for_upstream
 
     overrides = {"train": {"epochs": 1}, "data": {"image_size": 64},
                  "model": {"base_width": 8, "freeze_encoder": True, "dropout": 0.2}}

@@ -23,7 +23,7 @@ from petseg.evaluation.metrics import (
     majority_prediction,
     per_image_metrics,
 )
-from petseg.models import unwrap_model
+from petseg.models.weights import unwrap_model
 
 __all__ = ["baseline_metrics", "batch_to_device", "evaluate"]
 

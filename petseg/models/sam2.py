@@ -15,7 +15,7 @@ decoder, SAM 2.1 FPN neck), usable through sam2's own :class:`~sam2.sam2_image_p
 at ``image_size / 4`` and are up-sampled. The video-memory modules of SAM2Base are built (the class needs
 them) but unused on single images, so they are frozen (``requires_grad=False``).
 
-Training contract (see :func:`petseg.train.train`, ``task="prompted"``): ``forward(images [B, 3, S, S] in
+Training contract (see :func:`petseg.training.loop.train`, ``task="prompted"``): ``forward(images [B, 3, S, S] in
 [0, 1], masks [B, S, S] labels, rng=None)`` simulates one prompt per image from its mask
 (:func:`petseg.data.prompts.simulate_training_prompt` with ``rng`` in training; the most interior pet point in
 eval mode) and returns ``{"logits" [B, 4, S, S], "iou_predictions" [B, 4], "candidates" bool [B, 4]}``:

@@ -95,7 +95,8 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
     arguments go to :func:`petseg.experiment.run_experiment` (``runs_dir``, ``device``, ``force`` ...).
     """
     from petseg import catalog
-    from petseg.experiment import deep_merge, overrides_for_upstream, run_experiment
+    from petseg.config import overrides_for_upstream
+    from petseg.experiment import deep_merge, run_experiment
 
     specs = [catalog.get(key) for key in keys]  # unknown keys fail before anything trains
     if label is not None:

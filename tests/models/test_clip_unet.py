@@ -206,7 +206,7 @@ def test_concat_fusion_adds_a_spatially_uniform_offset_at_the_bottleneck() -> No
 
 @pytest.mark.parametrize("fusion", ["concat", "film"])
 def test_checkpoint_round_trip_through_the_trainer_loader(fusion: str, tmp_path: Path) -> None:
-    from petseg.train import load_model_from_checkpoint
+    from petseg.training.checkpoints import load_model_from_checkpoint
 
     model = small_fusion(fusion)
     with torch.no_grad():
@@ -335,7 +335,7 @@ def test_fusion_diagnostics_measures_fused_and_plain_models() -> None:
 def test_clip_fusion_checkpoint_reloads_offline_with_the_training_preprocessing(
         tiny_clip_file, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The checkpoint holds the CLIP tower: a reload fetches nothing and keeps mean/std/activation."""
-    from petseg.train import load_model_from_checkpoint
+    from petseg.training.checkpoints import load_model_from_checkpoint
 
     weights, _ = tiny_clip_file
     copied = tmp_path / "tiny_copy.pt"
