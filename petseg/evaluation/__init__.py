@@ -5,7 +5,8 @@
 * :mod:`~petseg.evaluation.reconstruction`: SSIM and PSNR of an autoencoder (the one place they are computed);
 * :mod:`~petseg.evaluation.clicks`: the interactive (click) protocol for promptable models;
 * :mod:`~petseg.evaluation.calibration`, :mod:`~petseg.evaluation.robustness`,
-  :mod:`~petseg.evaluation.failures`: chapters 7 and 8.
+  :mod:`~petseg.evaluation.failures`, :mod:`~petseg.evaluation.fusion` (what a fusion UNet's global vector
+  changes): chapters 4, 7 and 8.
 
 Nothing is imported here, so ``import petseg.evaluation.metrics`` stays cheap.
 """

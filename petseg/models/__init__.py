@@ -69,7 +69,7 @@ def _without(key: str) -> ConfigRebuilder:
 
 def _fusion_checkpoint_config(config: dict[str, Any]) -> dict[str, Any]:
     """A CLIP tower's weights are in the checkpoint too, and its preprocessing is pinned."""
-    from petseg.models.clip_unet import checkpoint_model_config
+    from petseg.models.global_encoders import checkpoint_model_config
 
     return checkpoint_model_config(config)
 

@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from petseg.evaluation.fusion import block_artifact_score, swap_vectors
 from petseg.models import build_model, describe_weights
-from petseg.models.clip_unet import (
-    CLIP_WEIGHTS_ENV,
-    ClipImageEncoder,
-    ClipWeightsUnavailable,
-    EfficientNetGlobalEncoder,
-    GlobalFusionUNet,
-    block_artifact_score,
-    build_global_encoder,
-    swap_vectors,
-)
+from petseg.models.clip_unet import GlobalFusionUNet
+from petseg.models.clip_weights import CLIP_WEIGHTS_ENV, ClipWeightsUnavailable
+from petseg.models.global_encoders import ClipImageEncoder, EfficientNetGlobalEncoder, build_global_encoder
 from petseg.models.unet import UNet
 
 torch.set_num_threads(1)
@@ -281,7 +275,7 @@ def test_configs_and_catalog_name_the_encoder() -> None:
 
 
 def test_offline_tag_lookup_finds_weights_in_the_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from petseg.models.clip_unet import resolve_clip_weights
+    from petseg.models.clip_weights import resolve_clip_weights
 
     snapshot = tmp_path / "models--timm--vit_base_patch16_clip_224.openai" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
@@ -296,7 +290,7 @@ def test_offline_tag_lookup_finds_weights_in_the_hub_cache(monkeypatch: pytest.M
 
 
 def test_other_species_donors_pairs_cats_with_dogs() -> None:
-    from petseg.models.clip_unet import other_species_donors
+    from petseg.evaluation.fusion import other_species_donors
 
     masks = np.zeros((5, 4, 4), np.uint8)
     masks[0, 1, 1] = masks[2, 0, 0] = 1  # cats 0, 2
@@ -307,7 +301,7 @@ def test_other_species_donors_pairs_cats_with_dogs() -> None:
 
 
 def test_fusion_diagnostics_measures_fused_and_plain_models() -> None:
-    from petseg.models.clip_unet import fusion_diagnostics
+    from petseg.evaluation.fusion import fusion_diagnostics
 
     generator = torch.Generator().manual_seed(0)
     dataset = []
@@ -363,7 +357,7 @@ def test_clip_fusion_checkpoint_reloads_offline_with_the_training_preprocessing(
 
 
 def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessing() -> None:
-    from petseg.models.clip_unet import checkpoint_model_config
+    from petseg.models.global_encoders import checkpoint_model_config
 
     config = {"name": "fusion_unet", "fusion": "concat",
               "global_encoder": {"backend": "clip", "model_name": "ViT-B-16", "pretrained": "openai"}}
@@ -379,7 +373,7 @@ def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessi
 
 
 def test_swap_with_other_species_pairs_each_shown_image_with_a_donor_of_the_other_species() -> None:
-    from petseg.models.clip_unet import swap_with_other_species
+    from petseg.evaluation.fusion import swap_with_other_species
 
     model = small_fusion("concat")
     generator = torch.Generator().manual_seed(0)
