@@ -114,7 +114,7 @@ def collect_provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "packages": package_versions(),
         **_device_info(),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "utc_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if extra:
         provenance.update(extra)
