@@ -325,7 +325,7 @@ DDP_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests_dir!r})
     import torch
     torch.set_num_threads(1)
-    from test_train import SyntheticPets, make_model, quick_config
+    from test_loop import SyntheticPets, make_model, quick_config
     from petseg.training.loop import train
     result = train(make_model(), SyntheticPets(20, seed=0), SyntheticPets(7, seed=1),
                    quick_config(epochs=2, batch_size=4), sys.argv[1])

@@ -12,7 +12,7 @@ from petseg.training.checkpoints import load_checkpoint
 from petseg.training.config import TrainConfig
 from petseg.training.loop import train
 
-from .test_train import SyntheticPets, make_model, quick_config
+from .test_loop import SyntheticPets, make_model, quick_config
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
