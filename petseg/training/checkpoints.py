@@ -1,5 +1,12 @@
 """Run files: atomic writes, JSON conversion, and checkpoints (the complete training state) written and read.
 
+What a run leaves in its ``run_dir`` (written by rank 0 only): ``config.json`` (``{"task", "train":
+TrainConfig fields, "model": the build_model config or null, "world_size"}``), ``provenance.json`` (on a
+resume ``provenance.resume-<epoch>.json``), ``metrics.jsonl`` (one JSON object per finished epoch:
+``epoch``, ``global_step``, ``lr``, ``train_loss``, ``val_loss``, ``time_s`` and the task's validation
+metrics; NaN written as null), ``last.pt`` (after every epoch) and ``best.pt`` (best value of the task's
+metric), written atomically (temporary file + ``os.replace``).
+
 A checkpoint (``last.pt``, ``best.pt``) is a dict: ``format_version``, ``model``, ``optimizer``,
 ``scheduler``, ``scaler``, ``epoch``, ``global_step``, ``steps_per_epoch``, ``total_steps``,
 ``metric_name``, ``best_metric``, ``best_epoch``, ``world_size``, ``record``, ``rng``, ``config``,
@@ -26,10 +33,11 @@ from petseg.errors import CheckpointError
 from petseg.models import build_model, rebuild_config
 from petseg.models.weights import load_model_state, read_checkpoint
 from petseg.training.config import RESUME_KEYS, TrainConfig
+from petseg.training.seeds import set_rng_state
 
 __all__ = ["CHECKPOINT_FORMAT", "append_jsonl", "atomic_copy", "atomic_torch_save", "atomic_write_text",
            "check_resumable", "load_checkpoint", "load_model_from_checkpoint", "read_jsonl", "restore_states",
-           "start_run_dir", "to_jsonable"]
+           "resume_from", "start_run_dir", "to_jsonable"]
 
 CHECKPOINT_FORMAT = 1
 logger = logging.getLogger("petseg.training")
@@ -176,3 +184,17 @@ def start_run_dir(run_dir: Path, run_config: Mapping[str, Any], provenance: Mapp
             if stale.exists():
                 logger.warning("fresh run: removing %s of an earlier run", stale)
                 stale.unlink()
+
+
+def resume_from(last_path: Path, config: TrainConfig, task: str, steps_per_epoch: int, world_size: int,
+                model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    """Read ``last.pt``, check that the run can go on from it (:func:`check_resumable`), restore the model,
+    optimizer, scheduler, scaler and RNG states, and return the checkpoint."""
+    # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest to the model's device.
+    checkpoint = read_checkpoint(last_path, "cpu", hint="; cannot resume from it: train again with --force "
+                                                         "(force=True) to start this run over")
+    check_resumable(checkpoint, config, task, steps_per_epoch, world_size)
+    restore_states(checkpoint, model, optimizer, scheduler, scaler)
+    set_rng_state(checkpoint["rng"])
+    return checkpoint

@@ -1,22 +1,14 @@
 """The training loop shared by every petseg model: :func:`train`.
 
-What a run leaves in ``run_dir`` (written by rank 0 only): ``config.json`` (``{"task", "train": TrainConfig
-fields, "model": the build_model config or null, "world_size"}``), ``provenance.json`` (on a resume
-``provenance.resume-<epoch>.json``), ``metrics.jsonl`` (one JSON object per finished epoch: ``epoch``,
-``global_step``, ``lr``, ``train_loss``, ``val_loss``, ``time_s`` and the task's validation metrics, see
-:mod:`petseg.training.tasks`; NaN written as null), and ``last.pt`` (after every epoch) and ``best.pt`` (best
-value of the task's metric), written atomically; both are complete training states
-(:mod:`petseg.training.checkpoints`).
-
-Reproducibility: ``train`` seeds python/numpy/torch from ``config.seed``, re-seeds them at the start of every
-epoch from ``(seed, epoch, rank)`` (the same for the data-loader generator and its workers, and for the
-``numpy.random.Generator`` a prompted model draws its training prompts from) and enables deterministic
-algorithms (warn-only) for the duration of the call. An epoch therefore depends only on the model/optimizer
-state at its start: two identical runs give the same metrics, and ``resume=True`` after an interruption
-reproduces the uninterrupted run. Seed before you *build* the model (:func:`seed_everything`) so initial
-weights match too. Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel
-and the data sharded (:mod:`petseg.training.distributed`); validation metrics are exactly those of the
-whole set.
+Each epoch trains on the shuffled training set (the task's loss, AdamW, the LR schedule stepped every step,
+gradient clipping, mixed precision on CUDA), validates, appends a line to ``metrics.jsonl`` and writes
+``last.pt`` (and ``best.pt`` when the task's metric improved). What differs between segmentation,
+reconstruction and prompted models is the task object (:mod:`petseg.training.tasks`); the run's files are
+described in :mod:`petseg.training.checkpoints`. An epoch is re-seeded from ``(seed, epoch, rank)``, so it
+depends only on the model/optimizer state at its start: two identical runs give the same metrics, and a
+resumed run those of the uninterrupted one (seed before you *build* the model, :func:`seed_everything`, for
+the initial weights to match too). Under ``torchrun`` the model is wrapped in DistributedDataParallel and
+the data sharded (:mod:`petseg.training.distributed`).
 """
 
 from __future__ import annotations
@@ -37,7 +29,7 @@ from tqdm.auto import tqdm
 
 from petseg.data.labels import NUM_CLASSES
 from petseg.evaluation.segmentation import batch_to_device
-from petseg.models.weights import read_checkpoint, unwrap_model
+from petseg.models.weights import unwrap_model
 from petseg.training import checkpoints as files
 from petseg.training.config import TASKS, TrainConfig
 from petseg.training.distributed import (
@@ -51,7 +43,7 @@ from petseg.training.distributed import (
 )
 from petseg.training.progress import TrainingReport, progress_disabled
 from petseg.training.schedule import build_scheduler, parameter_groups
-from petseg.training.seeds import derived_seed, deterministic_mode, rng_state, seed_everything, set_rng_state
+from petseg.training.seeds import derived_seed, deterministic_mode, rng_state, seed_everything
 from petseg.training.tasks import Task, make_task, validate
 
 __all__ = ["train"]
@@ -115,6 +107,20 @@ class _Progress:
                                             else value < self.best_metric)
 
 
+def _optimiser_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, trainable: list[nn.Parameter],
+                    grad_clip: float | None) -> None:
+    """Backward (scaled under float16 AMP), gradient clipping, optimiser and schedule step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip is not None and grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+
+
 def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainConfig, run_dir: Path, task: Task,
            resume: bool, provenance: Mapping[str, Any] | None, on_epoch_end: Callback | None,
            on_step_end: Callback | None, context: DistributedContext) -> dict[str, Any]:
@@ -147,15 +153,11 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
 
     start_epoch, history, resumed_from = 0, [], None
     if resume and last_path.exists():
-        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest to the model's device.
-        checkpoint = read_checkpoint(last_path, "cpu", hint="; cannot resume from it: train again with --force "
-                                                             "(force=True) to start this run over")
-        files.check_resumable(checkpoint, config, task.name, steps_per_epoch, context.world_size)
-        files.restore_states(checkpoint, model, optimizer, scheduler, scaler)
+        checkpoint = files.resume_from(last_path, config, task.name, steps_per_epoch, context.world_size, model,
+                                       optimizer, scheduler, scaler)
         start_epoch = resumed_from = int(checkpoint["epoch"])
         progress.global_step = int(checkpoint["global_step"])
         progress.best_metric, progress.best_epoch = checkpoint.get("best_metric"), checkpoint.get("best_epoch")
-        set_rng_state(checkpoint["rng"])
         history = [r for r in files.read_jsonl(run_dir / "metrics.jsonl") if r.get("epoch", 0) <= start_epoch]
         logger.info("resuming %s from epoch %d (step %d)", run_dir, start_epoch, progress.global_step)
     elif resume:
@@ -166,10 +168,10 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     barrier(context)
 
     train_model: nn.Module = model
-    if context.enabled:  # a prompted model leaves some heads unused in a step (e.g. SAM's object-score head)
+    if context.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=task.name == "prompted")
+            find_unused_parameters=task.unused_parameters)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     report = TrainingReport(context.is_main and not progress_disabled(), progress.total_steps, progress.global_step)
     report.plan(task.name, len(train_set), steps_per_epoch, steps_per_epoch < len(loader), config, len(val_set))
@@ -190,14 +192,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
             images, masks = batch_to_device(next(batches), device)
             with autocast():
                 loss = task.loss(task.forward(train_model, images, masks, rng=prompt_rng), images, masks)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip is not None and config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            _optimiser_step(loss, optimizer, scaler, scheduler, trainable, config.grad_clip)
             progress.global_step += 1
             loss_sum += loss.detach().float()
             bar.update(1)

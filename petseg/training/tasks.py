@@ -49,6 +49,7 @@ class Task(Protocol):
     name: str
     metric_name: str  # the validation metric that picks best.pt
     higher_is_better: bool
+    unused_parameters: bool  # whether a training step may leave parameters without gradients (DDP must know)
     loss_fn: nn.Module
 
     def forward(self, model: nn.Module, images: torch.Tensor, masks: torch.Tensor | None,
@@ -97,7 +98,7 @@ class _ImageQualityMeter:
 class SegmentationTask:
     """Logits against label masks: cross-entropy (class weights, 255 ignored) + ``dice_weight`` * soft Dice."""
 
-    name, metric_name, higher_is_better = "segmentation", "val_miou", True
+    name, metric_name, higher_is_better, unused_parameters = "segmentation", "val_miou", True, False
 
     def __init__(self, config: TrainConfig) -> None:
         self.loss_fn: nn.Module = SegmentationLoss(config.class_weights, config.dice_weight)
@@ -116,7 +117,7 @@ class SegmentationTask:
 class ReconstructionTask:
     """An image against the input image: L1 or MSE (``reconstruction_loss``)."""
 
-    name, metric_name, higher_is_better = "reconstruction", "val_loss", False
+    name, metric_name, higher_is_better, unused_parameters = "reconstruction", "val_loss", False, False
 
     def __init__(self, config: TrainConfig) -> None:
         self.loss_fn: nn.Module = ReconstructionLoss(config.reconstruction_loss)
@@ -144,7 +145,8 @@ def prompted_prediction(outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
 class PromptedTask:
     """A promptable pet-vs-background model (SAM 2): :class:`PromptedLoss` (``dice_weight`` 0 means 1)."""
 
-    name, metric_name, higher_is_better = "prompted", "val_iou_pet", True
+    # a step leaves some heads unused (e.g. SAM's object-score head)
+    name, metric_name, higher_is_better, unused_parameters = "prompted", "val_iou_pet", True, True
 
     def __init__(self, config: TrainConfig) -> None:
         self.loss_fn: nn.Module = PromptedLoss(config.dice_weight or 1.0)
