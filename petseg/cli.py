@@ -186,7 +186,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=1))
     else:
-        from petseg.experiment import metrics_table
+        from petseg.reporting.runs import metrics_table
 
         rows = {"model": results["metrics"], **results.get("baselines", {})}
         print(metrics_table(rows).to_string() if "miou" in results["metrics"] else results["metrics"])

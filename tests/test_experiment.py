@@ -5,15 +5,8 @@ import json
 import pytest
 
 from petseg.cli import main
-from petseg.experiment import (
-    deep_merge,
-    evaluate_checkpoint,
-    load_experiment_config,
-    metrics_table,
-    pick_examples,
-    predict,
-    run_experiment,
-)
+from petseg.experiment import deep_merge, evaluate_checkpoint, load_experiment_config, predict, run_experiment
+from petseg.reporting.runs import metrics_table, pick_examples
 
 TINY = {"model": {"depth": 3, "base_width": 4, "max_width": 8},
         "train": {"epochs": 1, "batch_size": 4, "max_steps_per_epoch": 2},
