@@ -54,12 +54,14 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def atomic_copy(source: Path, destination: Path) -> None:
+    """Copy ``source`` to ``destination`` through a temporary file and ``os.replace``."""
     tmp = destination.with_name(destination.name + ".tmp")
     shutil.copyfile(source, tmp)
     os.replace(tmp, destination)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -85,6 +87,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append ``record`` as one JSON line (NaN -> null) and fsync."""
     with open(path, "a") as handle:
         handle.write(json.dumps(to_jsonable(record)) + "\n")
         handle.flush()
@@ -92,6 +95,7 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file ([] if there is none)."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

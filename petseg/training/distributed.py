@@ -31,6 +31,8 @@ def select_device(preference: str = "auto") -> torch.device:
 
 @dataclasses.dataclass
 class DistributedContext:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -64,6 +66,7 @@ def init_distributed(device_preference: str) -> DistributedContext:
 
 
 def process_device(config: TrainConfig, context: DistributedContext) -> torch.device:
+    """The device this process trains on: ``config.device``, the local GPU under DDP (MPS falls back to CPU)."""
     device = select_device(config.device)
     if context.enabled:
         if device.type == "cuda":
@@ -75,6 +78,7 @@ def process_device(config: TrainConfig, context: DistributedContext) -> torch.de
 
 
 def all_reduce_sum(values: list[float], context: DistributedContext, device: torch.device) -> list[float]:
+    """``values`` summed over every process (unchanged without DDP)."""
     if not context.enabled:
         return values
     import torch.distributed as dist
@@ -86,6 +90,7 @@ def all_reduce_sum(values: list[float], context: DistributedContext, device: tor
 
 
 def barrier(context: DistributedContext) -> None:
+    """Wait for every process (nothing without DDP)."""
     if context.enabled:
         import torch.distributed as dist
 
