@@ -5,7 +5,7 @@
 
 Each size runs in a fresh process: prepare the data (test split capped to N images, breed-stratified), build
 a small random UNet, then score it exactly as a run does (:func:`petseg.experiment.evaluate_segmentation`,
-per-image table included) together with the two baselines (:func:`petseg.experiment.baseline_metrics`).
+per-image table included) together with the two baselines (:func:`petseg.evaluation.segmentation.baseline_metrics`).
 Two figures: the process's peak resident memory (``ru_maxrss``, which also counts the pages of the memory-mapped
 image cache that were read: file-backed, dropped by the OS under pressure) and the peak of its *anonymous*
 memory (``RssAnon``, sampled every 5 ms: what the process itself holds), each before and during that step. Needs
@@ -60,7 +60,8 @@ def measure(size: int, image_size: int) -> dict:
     import torch
 
     from petseg.data.pipeline import prepare_data
-    from petseg.experiment import baseline_metrics, evaluate_segmentation
+    from petseg.evaluation.segmentation import baseline_metrics
+    from petseg.experiment import evaluate_segmentation
     from petseg.models import build_model
 
     torch.set_num_threads(2)

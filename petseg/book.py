@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -181,7 +181,7 @@ def write_stamp(chapter: Chapter, key: dict[str, Any], seconds: float) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ------------------------------------------------------------------------------------- execution
@@ -441,9 +441,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(parser.parse_args(argv))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 DATA_NOTE = "data_used.md"
 
@@ -451,7 +448,7 @@ DATA_NOTE = "data_used.md"
 def write_environment_note(root: Path | str) -> Path:
     """Write ``book/generated/environment.md`` (each chapter's execution time from ``execution_times.json``,
     and the Python, packages, hardware and git commit of this build), which ``book/appendix.md`` includes."""
-    from petseg.report import write_environment_page
+    from petseg.reporting.tables import write_environment_page
 
     return write_environment_page(root, TIMES_FILE)
 
@@ -466,3 +463,7 @@ def write_data_note(text: str, root: Path | str | None = None) -> Path:
     path = folder / DATA_NOTE
     path.write_text(text.rstrip() + "\n")
     return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

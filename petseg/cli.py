@@ -137,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
     state = "reused finished run" if run.reused else f"trained in {run.results['train_seconds']} s"
     print(f"{run.path} ({state})")
     if "one_click" in test:  # a prompted (SAM 2) run: 1 click, box, NoC
-        from petseg.interactive import prompted_table
+        from petseg.evaluation.clicks import prompted_table
 
         print(json.dumps(prompted_table({"test": test}).loc["test"].to_dict()))
         return 0
@@ -146,7 +146,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _ablation_label(text: str) -> str:
-    from petseg.reference_runs import check_label
+    from petseg.reporting.recorded import check_label
 
     try:
         return check_label(text)
@@ -162,7 +162,7 @@ def _record(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     args.data = _check_run_settings(args, [(CATALOG[key].experiment, settings.merge(CATALOG[key].overrides, overrides))
                                for key in args.models])
-    from petseg.reference_runs import REFERENCE_DIR, record_reference_runs
+    from petseg.reporting.recorded import REFERENCE_DIR, record_reference_runs
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     budget = args.budget_minutes * 60 if args.budget_minutes else None
@@ -174,8 +174,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from petseg.checkpoints import check_checkpoint_path
     from petseg.data.locate import find_data
+    from petseg.models.weights import check_checkpoint_path
 
     check_checkpoint_path(args.checkpoint)
     data = os.path.abspath(find_data(args.data)) if args.data else None  # the results record where it was
@@ -186,7 +186,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=1))
     else:
-        from petseg.experiment import metrics_table
+        from petseg.reporting.runs import metrics_table
 
         rows = {"model": results["metrics"], **results.get("baselines", {})}
         print(metrics_table(rows).to_string() if "miou" in results["metrics"] else results["metrics"])

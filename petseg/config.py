@@ -9,7 +9,7 @@ The schema is derived, not written out a second time:
 
 * sections: the mapping-valued sections of the experiment's own YAML (``model``, ``train``, ``data``,
   ``evaluation``, ...), plus ``upstream`` for an experiment pre-trained from another (``pretrained_from``);
-* ``train``: the fields and type hints of :class:`petseg.train.TrainConfig`, and its own checks;
+* ``train``: the fields and type hints of :class:`petseg.training.config.TrainConfig`, and its own checks;
 * ``data``: the keys of ``configs/data.yaml`` (top level and every profile), typed by their values there;
 * ``model``: the keys of the experiment's ``model`` section (any profile) and every argument the model's
   builder accepts (:func:`petseg.models.builder_arguments`), typed by the YAML values;
@@ -322,16 +322,16 @@ def check_data_settings(values: Mapping[str, Any] | None, section: str = "data")
 
 
 def train_schema() -> dict[str, Any]:
-    """:class:`petseg.train.TrainConfig`'s fields -> their type hints (imports torch)."""
-    from petseg.train import TrainConfig
+    """:class:`petseg.training.config.TrainConfig`'s fields -> their type hints (imports torch)."""
+    from petseg.training.config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     return {field.name: hints.get(field.name, Any) for field in dataclasses.fields(TrainConfig)}
 
 
 def check_train_settings(values: Mapping[str, Any] | None, section: str = "train") -> None:
-    """ConfigError unless ``values`` make a valid :class:`petseg.train.TrainConfig` (keys, types, ranges)."""
-    from petseg.train import TrainConfig
+    """ConfigError unless ``values`` make a valid :class:`petseg.training.config.TrainConfig` (keys, types, ranges)."""
+    from petseg.training.config import TrainConfig
 
     _check_keys(section, dict(values or {}), train_schema())
     try:
@@ -438,8 +438,6 @@ def check_experiment_config(name: str, config: Mapping[str, Any], overrides: Map
     check_model_settings(config.get("model") or {}, _examples(raw, "model"), data.get("image_size"))
     upstream_name = config.get("pretrained_from")
     if upstream_name:
-        from petseg.experiment import overrides_for_upstream
-
         try:
             load_experiment_config(upstream_name, profile, overrides_for_upstream(overrides))
         except ConfigError as error:
@@ -494,3 +492,19 @@ def check_device(device: str | None, what: str = "--device") -> str | None:
     if parsed.type != "cpu" and (parsed.type not in here or (parsed.index is not None and str(parsed) not in here)):
         raise ConfigError(f"{what} {device!r} is not available on this machine; devices here: {', '.join(here)}")
     return device
+
+
+# the model keys that shape a UNet encoder: an AE+UNet's autoencoder must share them
+ENCODER_KEYS = ("in_channels", "depth", "base_width", "max_width", "upsample")
+
+
+def overrides_for_upstream(overrides: Mapping[str, Any] | None) -> dict:
+    """The part of a run's ``overrides`` that also applies to the run it is pre-trained from (the AE+UNet's
+    autoencoder): ``train`` and ``data`` whole, and the encoder-shaping ``model`` keys (:data:`ENCODER_KEYS`),
+    then the ``upstream`` section merged over them: settings for the pre-trained run alone (e.g.
+    ``{"upstream": {"train": {"epochs": 32}}}`` trains the autoencoder longer and the AE+UNet as before)."""
+    upstream = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
+    shared = {k: v for k, v in (overrides or {}).get("model", {}).items() if k in ENCODER_KEYS}
+    if shared:
+        upstream["model"] = shared
+    return merge(upstream, (overrides or {}).get("upstream") or {})

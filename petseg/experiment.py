@@ -1,12 +1,12 @@
 """Experiments: a model config + a profile + data + a seed -> a finished run directory with results.
 
-``run_experiment("unet", "quick", data)`` trains (or resumes) the model through :func:`petseg.train.train`,
+``run_experiment("unet", "quick", data)`` trains (or resumes) the model through :func:`petseg.training.loop.train`,
 evaluates its best checkpoint on the test split beside two baselines, and writes ``results.json`` with
 provenance. The run directory's name is a key of everything that determines the result (resolved config,
 data fingerprint, seed), so a chapter that runs again with the same inputs reuses the finished run instead
 of training again; a changed config or dataset gets a new run.
 
-Files in a run directory: those of :func:`petseg.train.train` (``config.json``, ``metrics.jsonl``,
+Files in a run directory: those of :func:`petseg.training.loop.train` (``config.json``, ``metrics.jsonl``,
 ``best.pt``, ``last.pt``, ``provenance.json``) plus ``experiment.json`` (the resolved experiment config and
 data description), ``results.json`` and ``per_image_test.csv``.
 """
@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,17 +27,18 @@ import pandas as pd
 import torch
 
 from petseg import config as settings
-from petseg.checkpoints import check_checkpoint_path
 from petseg.config import available_experiments as available_experiments  # re-exported
+from petseg.config import overrides_for_upstream
 from petseg.data.dataset import padding_of
 from petseg.data.labels import CLASS_NAMES
 from petseg.data.pipeline import PreparedData, prepare_data
 from petseg.errors import ConfigError, MissingInputError, UserError, one_line
-from petseg.train import to_jsonable
+from petseg.evaluation.segmentation import baseline_metrics
+from petseg.models.weights import check_checkpoint_path
+from petseg.training.checkpoints import to_jsonable
 
 RUNS_ENV = "PETSEG_RUNS"
 # model settings an encoder-reusing experiment passes on to the run that trains its encoder
-ENCODER_KEYS = ("in_channels", "depth", "base_width", "max_width", "upsample")
 RESULTS_FILE = "results.json"
 EXPERIMENT_FILE = "experiment.json"
 
@@ -87,22 +87,10 @@ class Run:
         return pd.read_csv(self.path / "per_image_test.csv")
 
     def load_model(self, map_location: str = "cpu") -> torch.nn.Module:
-        from petseg.train import load_model_from_checkpoint
+        from petseg.training.checkpoints import load_model_from_checkpoint
 
         model = load_model_from_checkpoint(self.best_checkpoint, map_location=map_location)
         return model.eval()
-
-
-def overrides_for_upstream(overrides: Mapping[str, Any] | None) -> dict:
-    """The part of a run's ``overrides`` that also applies to the run it is pre-trained from (the AE+UNet's
-    autoencoder): ``train`` and ``data`` whole, and the encoder-shaping ``model`` keys (:data:`ENCODER_KEYS`),
-    then the ``upstream`` section merged over them: settings for the pre-trained run alone (e.g.
-    ``{"upstream": {"train": {"epochs": 32}}}`` trains the autoencoder longer and the AE+UNet as before)."""
-    upstream = {k: v for k, v in (overrides or {}).items() if k in ("train", "data")}
-    shared = {k: v for k, v in (overrides or {}).get("model", {}).items() if k in ENCODER_KEYS}
-    if shared:
-        upstream["model"] = shared
-    return deep_merge(upstream, (overrides or {}).get("upstream") or {})
 
 
 def run_experiment(name: str, profile: str = "quick", data: str | Path | None = None, seed: int = 0, *,
@@ -177,7 +165,9 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
                         progress: bool) -> Run:
     from petseg.models import build_model
     from petseg.provenance import collect_provenance
-    from petseg.train import TrainConfig, seed_everything, train
+    from petseg.training.config import TrainConfig
+    from petseg.training.loop import train
+    from petseg.training.seeds import seed_everything
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes and evaluates
     data_info = _data_description(prepared)
@@ -217,15 +207,15 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
         results["test"], per_image = evaluate_segmentation(best, test_set, device=train_config.device)
         per_image.insert(0, "stem", prepared.stems("test"))
         per_image.to_csv(run_dir / "per_image_test.csv", index=False)
-        results["baselines"] = baseline_metrics(prepared)
+        results["baselines"] = to_jsonable(baseline_metrics(prepared))
     elif config["task"] == "prompted":  # SAM 2: 1 click, box and the 20-click protocol via SAM2ImagePredictor
-        from petseg.interactive import evaluate_prompted_model
+        from petseg.evaluation.clicks import evaluate_prompted_model
 
         results["test"], per_image = evaluate_prompted_model(best, test_set, config.get("evaluation"),
                                                              device=str(_device(train_config.device)))
         per_image.insert(0, "stem", [prepared.stems("test")[i] for i in per_image.pop("index")])
         per_image.to_csv(run_dir / "per_image_test.csv", index=False)
-        results["baselines"] = baseline_metrics(prepared)
+        results["baselines"] = to_jsonable(baseline_metrics(prepared))
     else:
         results["test"] = evaluate_reconstruction(best, test_set, device=train_config.device)
     (run_dir / RESULTS_FILE).write_text(json.dumps(to_jsonable(results), indent=1))
@@ -234,14 +224,14 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
 
 
 def _device(preference: str | None) -> torch.device:
-    from petseg.train import select_device
+    from petseg.training.distributed import select_device
 
     return select_device(preference or "auto")
 
 
 def evaluate_segmentation(model: torch.nn.Module, dataset, device: str | None = None) -> tuple[dict, pd.DataFrame]:
     """Dataset-level metrics (3-class and binary pet/background) and a per-image table."""
-    from petseg.train import evaluate
+    from petseg.evaluation.segmentation import evaluate
 
     metrics = evaluate(model, dataset, device=_device(device))
     columns = {}
@@ -257,55 +247,10 @@ def evaluate_segmentation(model: torch.nn.Module, dataset, device: str | None = 
 def evaluate_reconstruction(model: torch.nn.Module, dataset, device: str | None = None) -> dict:
     from torch.utils.data import DataLoader
 
-    from petseg.models.autoencoder import reconstruction_metrics
+    from petseg.evaluation.reconstruction import reconstruction_metrics
 
     model = model.to(_device(device))
     return to_jsonable(reconstruction_metrics(model, DataLoader(dataset, batch_size=8)))
-
-
-def _mask_batches(prepared: PreparedData, stems: list[str], batch: int = 64):
-    """The cached masks of ``stems`` as int64 tensors, ``batch`` at a time (never the whole split at once)."""
-    for start in range(0, len(stems), batch):
-        positions = [prepared.cache.position(s) for s in stems[start:start + batch]]
-        yield torch.from_numpy(np.stack([prepared.cache.masks[p] for p in positions]).astype(np.int64))
-
-
-def baseline_metrics(prepared: PreparedData) -> dict:
-    """Test metrics of two floors: predict background everywhere; predict each pixel's most frequent
-    training label (computed over the un-augmented training masks, ignoring 255). Masks are read batch by
-    batch, so memory does not grow with the number of images. A test-only dataset has no training masks:
-    its majority baseline is left out."""
-    from petseg.metrics import (
-        ConfusionMatrix,
-        background_prediction,
-        majority_per_pixel_map,
-        majority_prediction,
-    )
-
-    predictors = {"all_background": background_prediction}
-    if prepared.split.train:
-        majority = majority_per_pixel_map(_mask_batches(prepared, prepared.split.train))
-        predictors["majority_per_pixel"] = lambda masks: majority_prediction(majority, masks)
-    meters = {name: ConfusionMatrix() for name in predictors}
-    for test_masks in _mask_batches(prepared, prepared.stems("test")):
-        for name, predict_fn in predictors.items():
-            meters[name].update(predict_fn(test_masks), test_masks)
-    return to_jsonable({name: {**meter.compute(), "binary": meter.to_binary().compute()}
-                        for name, meter in meters.items()})
-
-
-def metrics_table(results: dict[str, dict], binary: bool = False) -> pd.DataFrame:
-    """One row per named result (model or baseline): mIoU, mDice, accuracy, per-class IoU and Dice."""
-    rows = {}
-    for name, metrics in results.items():
-        metrics = metrics.get("binary", metrics) if binary else metrics
-        names = ("background", "pet") if binary else CLASS_NAMES
-        row = {"mIoU": metrics.get("miou"), "mDice": metrics.get("mdice"), "accuracy": metrics.get("pixel_accuracy")}
-        for i, class_name in enumerate(names):
-            row[f"IoU {class_name}"] = (metrics.get("iou") or [None] * len(names))[i]
-            row[f"Dice {class_name}"] = (metrics.get("dice") or [None] * len(names))[i]
-        rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index").astype(float).round(3)
 
 
 @torch.no_grad()
@@ -343,7 +288,7 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     note goes to stderr.
     """
     from petseg.provenance import collect_provenance
-    from petseg.train import load_model_from_checkpoint
+    from petseg.training.checkpoints import load_model_from_checkpoint
 
     checkpoint = check_checkpoint_path(checkpoint)
     model = load_model_from_checkpoint(checkpoint).eval()  # a damaged file fails before the data is prepared
@@ -363,9 +308,9 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     if config["task"] == "segmentation":
         result["metrics"], _ = evaluate_segmentation(model, dataset, device=device)
         if split == "test":
-            result["baselines"] = baseline_metrics(prepared)
+            result["baselines"] = to_jsonable(baseline_metrics(prepared))
     elif config["task"] == "prompted":
-        from petseg.interactive import evaluate_prompted_model
+        from petseg.evaluation.clicks import evaluate_prompted_model
 
         result["metrics"], _ = evaluate_prompted_model(model, dataset, config.get("evaluation"),
                                                        device=str(_device(device)))
@@ -378,50 +323,3 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", data: str |
     result["written_to"] = str(path)
     path.write_text(json.dumps(to_jsonable(result), indent=1))
     return to_jsonable(result)
-
-
-def describe_run(run: Run) -> str:
-    """A Markdown sentence saying how a run's numbers were produced (data, profile, training, hardware)."""
-    from petseg.models import describe_weights
-
-    results, config = run.results, run.config
-    data = results["data"]
-    provenance = results.get("provenance", {})
-    train = config["train"]
-    summary = results.get("train_summary", {})
-    epochs = summary.get("epochs_completed", summary.get("epochs", train["epochs"]))
-    if provenance.get("cuda_available") and provenance.get("gpu_names"):
-        hardware = ", ".join(provenance["gpu_names"])
-    else:
-        hardware = f"CPU only, {provenance.get('cpu_count', '?')} cores"
-    origin = "reused from an earlier identical run" if run.reused else "trained while building this page"
-    steps = train.get("max_steps_per_epoch")
-    epochs = f"{epochs} epochs" + (f" of at most {steps} steps" if steps else "")
-    return (
-        f"**{config['experiment']}** (`{run.path.name}`, {origin}): profile `{config['profile']}`, "
-        f"{data['image_size']} px, {epochs}, batch {train['batch_size']}, seed {results['seed']}, "
-        f"{results['parameters']:,} parameters ({results['trainable_parameters']:,} trainable), "
-        f"trained in {results['train_seconds']:.0f} s ({hardware}, host `{provenance.get('hostname', '?')}`); "
-        f"data: {data['usable_pairs']:,} images of "
-        f"{data['breeds']} breeds (fingerprint `{data['fingerprint']}`), {data['split']['train']:,} train / "
-        f"{data['split']['val']:,} validation / {data['split']['test']:,} test{_evaluated_words(data)}; "
-        f"weights initialised "
-        f"{config.get('initialisation') or describe_weights(config.get('model') or {}) or ('from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)')}."
-    )
-
-
-def _evaluated_words(data: dict) -> str:
-    """' (validated on 295, tested on 992 of them: breed-stratified subsets)' when a profile caps the splits."""
-    evaluated, split = data.get("evaluated") or {}, data["split"]
-    capped = {name: count for name, count in evaluated.items() if count < split.get(name, 0)}
-    if not capped:
-        return ""
-    parts = [f"{'validated' if name == 'val' else 'tested'} on {count:,}" for name, count in capped.items()]
-    return f" ({' and '.join(parts)} of them: breed-stratified subsets)"
-
-
-def pick_examples(per_image: pd.DataFrame, n: int = 4, column: str = "miou") -> list[int]:
-    """Row positions of the best, the worst and evenly spaced images in between, by ``column``."""
-    order = per_image[column].fillna(-1).to_numpy().argsort()[::-1]
-    positions = np.linspace(0, len(order) - 1, n).round().astype(int)
-    return [int(order[p]) for p in positions]

@@ -14,11 +14,12 @@ import shlex
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect_provenance", "git_state"]
+__all__ = ["collect_provenance", "git_state", "package_versions"]
 
 GIT_COMMIT_ENV = "PETSEG_GIT_COMMIT"
 _PACKAGES = ("numpy", "torchmetrics", "segmentation_models_pytorch", "timm", "albumentations", "sam2",
@@ -53,9 +54,10 @@ def git_state(path: str | Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status), "branch": branch}
 
 
-def _package_versions() -> dict[str, str | None]:
+def package_versions(names: Sequence[str] = _PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution in ``names`` (None for one that is not installed)."""
     versions: dict[str, str | None] = {}
-    for name in _PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -109,10 +111,10 @@ def collect_provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": cpus_usable,
-        "packages": _package_versions(),
+        "packages": package_versions(),
         **_device_info(),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "utc_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if extra:
         provenance.update(extra)

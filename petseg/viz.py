@@ -285,7 +285,7 @@ def confusion_matrices(matrices: dict[str, np.ndarray], class_names: Sequence[st
 
 
 def reliability_diagrams(diagrams: dict, cols: int = 3) -> Figure:
-    """One reliability diagram per model (``name -> petseg.calibration.Reliability``): accuracy per confidence
+    """One reliability diagram per model (``name -> petseg.evaluation.calibration.Reliability``): accuracy per confidence
     bin against the diagonal, the gap shaded, the pixel share per bin as grey bars, ECE in the title."""
     n = len(diagrams)
     cols = min(n, cols)
@@ -421,7 +421,7 @@ def click_curves(curves: dict[str, Sequence[float]], thresholds: Sequence[float]
 
 def prompt_panels(examples: dict, title: str = "") -> Figure:
     """Rows of input with click / ground truth / 1-click prediction / input with box / box prediction, from
-    :func:`petseg.interactive.prompt_examples` (green + positive click, red x negative, yellow box)."""
+    :func:`petseg.evaluation.clicks.prompt_examples` (green + positive click, red x negative, yellow box)."""
     count = len(examples["images"])
     fig, axes = plt.subplots(count, 5, figsize=(12, 2.5 * count), squeeze=False)
     titles = ("input + click", "ground truth", "prediction (1 click)", "input + box", "prediction (box)")

@@ -342,3 +342,19 @@ def test_tiny_book_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(BookError, match=r"02_beta failed in cell .*ValueError: broken on purpose"):
         book.build_book(root, progress=False)
     assert not chapters[1].stamp.exists()
+
+
+def test_python_dash_m_petseg_book_runs_with_every_function_defined() -> None:
+    """``python -m petseg.book`` used to stop with a NameError: functions defined after the ``__main__`` guard."""
+    import ast
+    import os
+    import subprocess
+
+    source = Path(book.__file__).read_text()
+    last = ast.parse(source).body[-1]
+    assert isinstance(last, ast.If) and "__main__" in ast.unparse(last.test)
+    env = {**os.environ, "PYTHONPATH": str(Path(book.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-m", "petseg.book", "--help"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: petseg book" in result.stdout

@@ -76,7 +76,7 @@ def test_schema_is_derived_from_the_code_and_the_config_files() -> None:
     from petseg.data.locate import default_cache_dir as light_cache_dir
     from petseg.data.locate import default_download_dir as light_download_dir
     from petseg.data.pipeline import default_download_dir
-    from petseg.train import TrainConfig
+    from petseg.training.config import TrainConfig
 
     assert light_cache_dir() == default_cache_dir() and light_download_dir() == default_download_dir()
     assert set(settings.train_schema()) == {field.name for field in dataclasses.fields(TrainConfig)}

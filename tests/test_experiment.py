@@ -5,15 +5,8 @@ import json
 import pytest
 
 from petseg.cli import main
-from petseg.experiment import (
-    deep_merge,
-    evaluate_checkpoint,
-    load_experiment_config,
-    metrics_table,
-    pick_examples,
-    predict,
-    run_experiment,
-)
+from petseg.experiment import deep_merge, evaluate_checkpoint, load_experiment_config, predict, run_experiment
+from petseg.reporting.runs import metrics_table, pick_examples
 
 TINY = {"model": {"depth": 3, "base_width": 4, "max_width": 8},
         "train": {"epochs": 1, "batch_size": 4, "max_steps_per_epoch": 2},
@@ -106,7 +99,7 @@ def test_killed_run_resumes_from_the_cli(env, monkeypatch, capsys):
     assert main([*args, "--resume"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("petseg: nothing to resume")
     assert not runs.exists() or not any(runs.iterdir())  # nothing left behind
-    import petseg.train as train_module
+    import petseg.training.loop as train_module
 
     real_train = train_module.train
 
@@ -184,8 +177,8 @@ def test_baselines_stream_and_match_the_whole_split_at_once(official_dataset, tm
     import torch
 
     from petseg.data.pipeline import prepare_data
-    from petseg.experiment import _mask_batches, baseline_metrics
-    from petseg.metrics import ConfusionMatrix, majority_per_pixel_map, majority_prediction
+    from petseg.evaluation.metrics import ConfusionMatrix, majority_per_pixel_map, majority_prediction
+    from petseg.evaluation.segmentation import _mask_batches, baseline_metrics
 
     prepared = prepare_data(official_dataset, "quick", image_size=32, cache_dir=tmp_path, progress=False)
     assert [len(b) for b in _mask_batches(prepared, prepared.split.test, batch=4)] == [4, 4, 4, 3]
@@ -195,13 +188,3 @@ def test_baselines_stream_and_match_the_whole_split_at_once(official_dataset, tm
     meter = ConfusionMatrix()
     meter.update(majority_prediction(majority_per_pixel_map(stack(prepared.split.train)), test), test)
     assert baseline_metrics(prepared)["majority_per_pixel"]["miou"] == pytest.approx(meter.compute()["miou"])
-
-
-def test_a_runs_description_names_the_capped_subsets_it_was_evaluated_on() -> None:
-    from petseg.experiment import _evaluated_words
-
-    split = {"train": 2922, "val": 730, "test": 3292}
-    assert _evaluated_words({"split": split, "evaluated": {"val": 295, "test": 992}}) == (
-        " (validated on 295 and tested on 992 of them: breed-stratified subsets)")
-    assert _evaluated_words({"split": split, "evaluated": {"val": 730, "test": 3292}}) == ""
-    assert _evaluated_words({"split": split}) == ""  # results written before subsets existed

@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from petseg import viz  # noqa: E402
-from petseg.calibration import reliability  # noqa: E402
+from petseg.evaluation.calibration import reliability  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

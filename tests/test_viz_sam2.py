@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 from petseg import viz  # noqa: E402
-from petseg.prompts import Click  # noqa: E402
+from petseg.data.prompts import Click  # noqa: E402
 
 
 def test_click_curves_draws_one_line_per_model_and_thresholds() -> None:

@@ -36,7 +36,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 __all__ = [
@@ -467,7 +467,7 @@ def extract_archives(
                 {"name": a.name, "md5": known.get(a.name) or md5sum(a), "bytes": a.stat().st_size}
                 for a in archives
             ],
-            "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         with open(partial / MARKER_NAME, "w") as fh:
             json.dump(marker, fh, indent=2)

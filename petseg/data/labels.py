@@ -6,12 +6,15 @@ padding added around resized images; losses and metrics skip it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 BACKGROUND, CAT, DOG = 0, 1, 2
 IGNORE_INDEX = 255
 CLASS_NAMES = ("background", "cat", "dog")
 NUM_CLASSES = len(CLASS_NAMES)
+BINARY_CLASS_NAMES = ("background", "pet")
 VALID_LABELS = frozenset({BACKGROUND, CAT, DOG, IGNORE_INDEX})
 SPECIES = ("cat", "dog")
 SPECIES_LABEL = {"cat": CAT, "dog": DOG}
@@ -59,9 +62,15 @@ def check_labels(mask: np.ndarray) -> None:
         raise ValueError(f"mask values outside {{0, 1, 2, 255}}: {unexpected[:10]}")
 
 
-def to_binary(labels: np.ndarray) -> np.ndarray:
-    """Pet vs background: cat and dog -> 1, background 0, ignore stays 255."""
-    binary = (labels == CAT) | (labels == DOG)
-    out = binary.astype(np.uint8)
-    out[labels == IGNORE_INDEX] = IGNORE_INDEX
-    return out
+def to_binary(labels: Any, ignore_index: int = IGNORE_INDEX) -> Any:
+    """Pet vs background: cat and dog -> 1, background 0, ``ignore_index`` kept.
+
+    A numpy array gives ``uint8``; a torch tensor keeps its dtype and device. Already-binary labels (0/1)
+    pass through unchanged, so predictions of a binary model can be given too.
+    """
+    if isinstance(labels, np.ndarray):
+        out = (labels != BACKGROUND).astype(np.uint8)
+        out[labels == ignore_index] = ignore_index
+        return out
+    binary = (labels != BACKGROUND).to(labels.dtype)  # a torch tensor (torch is not imported here: cheap CLI)
+    return binary.masked_fill(labels == ignore_index, ignore_index)

@@ -82,7 +82,7 @@ def run_image_size(run_dir: Path) -> int:
 def full_image_option(run: FinishedRun, device: str = "cpu") -> ModelOption:
     def load() -> Any:
         from petseg.demo.engines import FullImageEngine
-        from petseg.train import load_model_from_checkpoint
+        from petseg.training.checkpoints import load_model_from_checkpoint
 
         model = load_model_from_checkpoint(run.path / "best.pt", map_location=device)
         return FullImageEngine(model, run_image_size(run.path))

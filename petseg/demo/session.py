@@ -23,6 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from petseg.data.labels import CLASS_NAMES
+from petseg.data.prompts import interior_point
+
 MAX_SIDE = 1024  # longer images are downscaled to this (SAM 2 works at 1024 px internally)
 MIN_SIDE = 8
 CLICK_WINDOW_RADIUS = 3  # the window sampled around a click is (2r+1) x (2r+1) pixels
@@ -99,12 +102,10 @@ def classify_click(mask: np.ndarray | None, x: int, y: int, radius: int = CLICK_
 
 def interior_pixel(mask: np.ndarray) -> tuple[int, int]:
     """``(x, y)`` of the pixel of a boolean mask farthest from its border: a natural first click on a pet."""
-    if not np.any(mask):
+    point = interior_point(mask)
+    if point is None:
         raise ValueError("the mask is empty: no pixel to click")
-    padded = np.pad(np.asarray(mask, np.uint8), 1)  # the image edge counts as border too
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return int(x), int(y)
+    return point
 
 
 def box_from_corners(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -197,5 +198,5 @@ class PromptSession:
             "pending_corner": list(self.pending_corner) if self.pending_corner else None,
             "mask_pixels": None if self.mask is None else int(self.mask.sum()),
             "class_pixels": None if self.labels is None else
-            {name: int((self.labels == k).sum()) for k, name in enumerate(("background", "cat", "dog"))},
+            {name: int((self.labels == k).sum()) for k, name in enumerate(CLASS_NAMES)},
         }

@@ -13,7 +13,9 @@ cheap to import)::
         return ClipUNet(**kwargs)
 
 The returned module carries the config it was built from as ``model.petseg_config``; the trainer stores it
-in checkpoints so a model can be rebuilt from a checkpoint alone.
+in checkpoints so a model can be rebuilt from a checkpoint alone. A builder whose config names files the
+checkpoint makes unnecessary (pretrained weights, an autoencoder's checkpoint) declares how its config is
+rebuilt: ``@register_model(name, rebuild=function)`` (see :func:`rebuild_config`).
 """
 
 from __future__ import annotations
@@ -25,23 +27,51 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["MODEL_REGISTRY", "available_models", "build_model", "builder_arguments", "check_input_size",
-           "describe_weights", "register_model"]
+__all__ = ["MODEL_REBUILDERS", "MODEL_REGISTRY", "available_models", "build_model", "builder_arguments",
+           "check_input_size", "describe_weights", "rebuild_config", "register_model"]
 
 ModelBuilder = Callable[..., nn.Module]
+ConfigRebuilder = Callable[[dict[str, Any]], dict[str, Any]]
 MODEL_REGISTRY: dict[str, ModelBuilder] = {}
+# name -> how a checkpoint's model_config becomes the config that rebuilds the model for its weights
+MODEL_REBUILDERS: dict[str, ConfigRebuilder] = {}
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``name`` (error if already taken)."""
+def register_model(name: str, rebuild: ConfigRebuilder | None = None) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``name`` (error if already taken).
+
+    ``rebuild(config) -> config`` (optional): the config that rebuilds a trained model whose weights all come
+    from its checkpoint, offline (see :func:`rebuild_config`); without it the stored config is used as is.
+    """
 
     def decorator(builder: ModelBuilder) -> ModelBuilder:
         if name in MODEL_REGISTRY and MODEL_REGISTRY[name] is not builder:
             raise ValueError(f"a model named {name!r} is already registered")
         MODEL_REGISTRY[name] = builder
+        if rebuild is not None:
+            MODEL_REBUILDERS[name] = rebuild
         return builder
 
     return decorator
+
+
+def rebuild_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config that rebuilds the model of a checkpoint's ``model_config`` (a copy), as its builder declared."""
+    config = copy.deepcopy(dict(model_config))
+    rebuild = MODEL_REBUILDERS.get(config.get("name"))
+    return rebuild(config) if rebuild is not None else config
+
+
+def _without(key: str) -> ConfigRebuilder:
+    """A rebuilder that sets ``key`` to None: a file the weights came from, now all in the checkpoint."""
+    return lambda config: {**config, key: None}
+
+
+def _fusion_checkpoint_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A CLIP tower's weights are in the checkpoint too, and its preprocessing is pinned."""
+    from petseg.models.global_encoders import checkpoint_model_config
+
+    return checkpoint_model_config(config)
 
 
 def available_models() -> list[str]:
@@ -92,7 +122,7 @@ def _build_efficientnet_unet(**kwargs: Any) -> nn.Module:
     return _call_with_signature_of(EfficientNetUNet, kwargs)
 
 
-@register_model("fusion_unet")
+@register_model("fusion_unet", rebuild=_fusion_checkpoint_config)
 def _build_fusion_unet(**kwargs: Any) -> nn.Module:
     """Chapter 4: the UNet with a frozen global image vector (CLIP or EfficientNet-Lite0) fused in."""
     from petseg.models.clip_unet import GlobalFusionUNet
@@ -100,13 +130,13 @@ def _build_fusion_unet(**kwargs: Any) -> nn.Module:
     return _call_with_signature_of(GlobalFusionUNet, kwargs)
 
 
-@register_model("ae_unet")
+@register_model("ae_unet", rebuild=_without("autoencoder_checkpoint"))
 def _build_ae_unet(autoencoder_checkpoint: str | None = None, freeze_encoder: bool = True,
                    n_classes: int = 3, in_channels: int = 3, depth: int = 6, base_width: int = 32,
                    max_width: int = 512, dropout: float = 0.0, upsample: str = "transpose") -> nn.Module:
     """UNet initialised from an autoencoder's encoder.
 
-    With ``autoencoder_checkpoint`` (a checkpoint written by :func:`petseg.train.train` for an
+    With ``autoencoder_checkpoint`` (a checkpoint written by :func:`petseg.training.loop.train` for an
     ``autoencoder`` with the same encoder arguments) the encoder weights are copied from it; without one
     the encoder is random, which is what you want when about to load a trained ``ae_unet`` checkpoint.
     ``freeze_encoder`` is applied either way.
@@ -115,13 +145,13 @@ def _build_ae_unet(autoencoder_checkpoint: str | None = None, freeze_encoder: bo
 
     autoencoder = ConvAutoencoder(in_channels, depth, base_width, max_width, dropout, upsample)
     if autoencoder_checkpoint is not None:
-        from petseg.train import load_checkpoint
+        from petseg.models.weights import load_weights
 
-        load_checkpoint(autoencoder_checkpoint, autoencoder)
+        load_weights(autoencoder_checkpoint, autoencoder)
     return unet_from_autoencoder(autoencoder, freeze_encoder=freeze_encoder, n_classes=n_classes)
 
 
-@register_model("sam2_hiera")
+@register_model("sam2_hiera", rebuild=_without("checkpoint"))
 def _build_sam2_hiera(hiera_size: str = "tiny", image_size: int = 256, checkpoint: str | None = None,
                       **prompt_settings: Any) -> nn.Module:
     """SAM 2.1 with its Hiera image encoder (random weights, or an official checkpoint to fine-tune)."""
@@ -130,7 +160,7 @@ def _build_sam2_hiera(hiera_size: str = "tiny", image_size: int = 256, checkpoin
     return PromptedSAM2("hiera", hiera_size, image_size, checkpoint=checkpoint, **prompt_settings)
 
 
-@register_model("sam2_effnet")
+@register_model("sam2_effnet", rebuild=_without("checkpoint"))
 def _build_sam2_effnet(image_size: int = 256, pretrained_trunk: bool = True, freeze_trunk: bool = True,
                        decoder_config: str = "tiny", checkpoint: None = None, **prompt_settings: Any) -> nn.Module:
     """SAM 2.1 neck, prompt encoder and mask decoder on the ImageNet EfficientNet-Lite0 trunk."""

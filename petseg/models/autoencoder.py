@@ -5,21 +5,21 @@ has to pass through the bottleneck, so the encoder is forced to learn a compact 
 a sigmoid, i.e. an RGB image in ``[0, 1]`` like the inputs.
 
 :func:`unet_from_autoencoder` turns a (pre-trained) autoencoder into a segmentation UNet that starts from
-the autoencoder's encoder weights, either frozen or fine-tuned. :func:`reconstruction_metrics` reports
-SSIM and PSNR (``data_range=1``) of the reconstructions over a data loader.
+the autoencoder's encoder weights, either frozen or fine-tuned. :func:`petseg.evaluation.reconstruction.reconstruction_metrics`
+reports SSIM and PSNR (``data_range=1``) of the reconstructions over a data loader.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from petseg.models.unet import UNet, UNetDecoder, UNetEncoder, init_weights
 
-__all__ = ["AutoencoderDecoder", "ConvAutoencoder", "reconstruction_metrics", "unet_from_autoencoder"]
+__all__ = ["AutoencoderDecoder", "ConvAutoencoder", "unet_from_autoencoder"]
 
 
 class AutoencoderDecoder(UNetDecoder):
@@ -84,33 +84,3 @@ def unet_from_autoencoder(autoencoder: ConvAutoencoder, freeze_encoder: bool, n_
     unet.encoder.load_state_dict(encoder_state)
     unet.freeze_encoder(freeze_encoder)
     return unet
-
-
-@torch.no_grad()
-def reconstruction_metrics(model: nn.Module, loader: Iterable, device: torch.device | str | None = None
-                           ) -> dict[str, float]:
-    """Mean SSIM and PSNR (torchmetrics, ``data_range=1.0``) of ``model(images)`` against ``images``.
-
-    ``loader`` yields ``(images, masks)`` batches (masks are ignored) or bare image batches. The model is
-    put in eval mode for the pass and restored to its previous mode afterwards. SSIM is averaged over
-    images; PSNR is computed from the mean squared error over all pixels of the loader.
-    """
-    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
-    ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(device)
-    psnr = PeakSignalNoiseRatio(data_range=1.0).to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in loader:
-            images = batch[0] if isinstance(batch, list | tuple) else batch
-            images = images.to(device)
-            reconstruction = model(images).float().clamp(0, 1)
-            ssim.update(reconstruction, images)
-            psnr.update(reconstruction, images)
-    finally:
-        model.train(was_training)
-    return {"ssim": float(ssim.compute()), "psnr": float(psnr.compute())}

@@ -15,9 +15,9 @@ decoder, SAM 2.1 FPN neck), usable through sam2's own :class:`~sam2.sam2_image_p
 at ``image_size / 4`` and are up-sampled. The video-memory modules of SAM2Base are built (the class needs
 them) but unused on single images, so they are frozen (``requires_grad=False``).
 
-Training contract (see :func:`petseg.train.train`, ``task="prompted"``): ``forward(images [B, 3, S, S] in
+Training contract (see :func:`petseg.training.loop.train`, ``task="prompted"``): ``forward(images [B, 3, S, S] in
 [0, 1], masks [B, S, S] labels, rng=None)`` simulates one prompt per image from its mask
-(:func:`petseg.prompts.simulate_training_prompt` with ``rng`` in training; the most interior pet point in
+(:func:`petseg.data.prompts.simulate_training_prompt` with ``rng`` in training; the most interior pet point in
 eval mode) and returns ``{"logits" [B, 4, S, S], "iou_predictions" [B, 4], "candidates" bool [B, 4]}``:
 all four SAM mask outputs (0 = single-mask output, 1-3 = the multimask outputs) and which of them answer
 this prompt (1-3 for a single click, 0 otherwise), as SAM 2 itself chooses.
@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from petseg.data.prompts import Prompt, interior_point, next_click, pet_and_valid, simulate_training_prompt
 from petseg.models.pretrained import EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD, load_efficientnet_lite0
-from petseg.prompts import Prompt, interior_point, next_click, pet_and_valid, simulate_training_prompt
 
 __all__ = [
     "HIERA_SIZES",
@@ -166,9 +166,9 @@ class PromptedSAM2(nn.Module):
     ``checkpoint``: an official SAM 2.1 checkpoint file (``hiera`` trunk only) to fine-tune from, or
     ``"download"`` to fetch the official file of ``hiera_size`` (checksum-verified,
     :func:`fetch_official_checkpoint`). Prompt simulation settings: see
-    :func:`petseg.prompts.simulate_training_prompt`. ``corrective_rounds`` > 0 adds SAM's iterative training:
+    :func:`petseg.data.prompts.simulate_training_prompt`. ``corrective_rounds`` > 0 adds SAM's iterative training:
     per batch, 0..``corrective_rounds`` rounds (drawn with the training ``rng``) each predict without
-    gradient and add to every prompt the click of the interactive protocol (:func:`petseg.prompts.next_click`:
+    gradient and add to every prompt the click of the interactive protocol (:func:`petseg.data.prompts.next_click`:
     the interior of the largest error region) before the prediction that is trained on.
     """
 

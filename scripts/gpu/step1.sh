@@ -20,7 +20,7 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch
 print('albumentations', albumentations.__version__, 'smp', smp.__version__, 'petseg', petseg.__version__)"
 } 2>&1 | tee "$OUT/environment.txt" || exit 5
 log "GPU tests"
-"$PYTHON" -m pytest tests/test_gpu.py -m gpu -q -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt"
+"$PYTHON" -m pytest tests/training/test_gpu.py -m gpu -q -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt"
 log "training-throughput benchmark"
 if [ "${DRY_RUN:-0}" = 1 ]; then
   bench=(--device cpu --config quick --sizes 64 --batch 2 --warmup 1 --iters 1 --max-seconds 0 --no-flops)

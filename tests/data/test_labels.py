@@ -50,3 +50,22 @@ def test_check_labels_and_binary():
     with pytest.raises(ValueError, match=r"\[3\]"):
         check_labels(np.array([0, 3], np.uint8))
     assert to_binary(np.array([0, 1, 2, 255], np.uint8)).tolist() == [0, 1, 1, 255]
+
+
+def test_to_binary_is_one_function_for_numpy_and_torch() -> None:
+    import torch
+
+    labels = np.array([[0, 1], [2, 255]], np.int64)
+    from_numpy = to_binary(labels)
+    from_torch = to_binary(torch.from_numpy(labels))
+    assert from_numpy.dtype == np.uint8 and from_torch.dtype == torch.int64
+    assert from_numpy.tolist() == from_torch.tolist() == [[0, 1], [1, 255]]
+
+
+def test_the_demo_clicks_where_the_evaluation_protocol_clicks() -> None:
+    from petseg.data.prompts import interior_point
+    from petseg.demo.session import interior_pixel
+
+    mask = np.zeros((9, 12), bool)
+    mask[2:8, 3:10] = True
+    assert interior_pixel(mask) == interior_point(mask)

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from petseg.evaluation.reconstruction import reconstruction_metrics
 from petseg.models import build_model
-from petseg.models.autoencoder import ConvAutoencoder, reconstruction_metrics, unet_from_autoencoder
+from petseg.models.autoencoder import ConvAutoencoder, unet_from_autoencoder
 from petseg.models.unet import UNet, UNetEncoder
 
 torch.set_num_threads(1)

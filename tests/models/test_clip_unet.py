@@ -1,4 +1,5 @@
-"""Tests for petseg.models.clip_unet: frozen global encoders (CLIP, EfficientNet-Lite0) and the fused UNets."""
+"""Tests for petseg.models.clip_unet, global_encoders and clip_weights: frozen global encoders (CLIP,
+EfficientNet-Lite0) and the fused UNets (what the vector changes: tests/evaluation/test_fusion.py)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from petseg.models import build_model, describe_weights
-from petseg.models.clip_unet import (
-    CLIP_WEIGHTS_ENV,
-    ClipImageEncoder,
-    ClipWeightsUnavailable,
-    EfficientNetGlobalEncoder,
-    GlobalFusionUNet,
-    block_artifact_score,
-    build_global_encoder,
-    swap_vectors,
-)
+from petseg.models.clip_unet import GlobalFusionUNet
+from petseg.models.clip_weights import CLIP_WEIGHTS_ENV, ClipWeightsUnavailable
+from petseg.models.global_encoders import ClipImageEncoder, EfficientNetGlobalEncoder, build_global_encoder
 from petseg.models.unet import UNet
 
 torch.set_num_threads(1)
@@ -206,7 +199,7 @@ def test_concat_fusion_adds_a_spatially_uniform_offset_at_the_bottleneck() -> No
 
 @pytest.mark.parametrize("fusion", ["concat", "film"])
 def test_checkpoint_round_trip_through_the_trainer_loader(fusion: str, tmp_path: Path) -> None:
-    from petseg.train import load_model_from_checkpoint
+    from petseg.training.checkpoints import load_model_from_checkpoint
 
     model = small_fusion(fusion)
     with torch.no_grad():
@@ -232,36 +225,6 @@ def test_weights_description_from_config_matches_the_built_model(fusion: str) ->
     assert "ImageNet" in describe_weights({"name": "efficientnet_unet"})
 
 
-# ----------------------------------------------------------------------------------- measurements
-
-
-def test_swap_vectors_changes_only_what_the_vector_changes() -> None:
-    model = small_fusion("concat")
-    with torch.no_grad():
-        model.projection.weight.mul_(50)  # make the vector matter
-    images, donors = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    out = swap_vectors(model, images, donors)
-    assert out["own"].shape == out["swapped"].shape == (2, 3, 32, 32)
-    assert out["margin_change"].shape == (2, 32, 32) and np.abs(out["margin_change"]).max() > 0
-    same = swap_vectors(model, images, images)
-    np.testing.assert_allclose(same["margin_change"], 0, atol=1e-5)
-    assert model.training  # mode restored
-    with pytest.raises(ValueError, match="same shape"):
-        swap_vectors(model, images, donors[:1])
-
-
-def test_block_artifact_score_separates_blocky_from_smooth_maps() -> None:
-    rng = np.random.default_rng(0)
-    blocky = np.kron(rng.normal(size=(4, 4)), np.ones((32, 32)))
-    ramp = np.add.outer(np.linspace(0, 1, 128), np.linspace(0, 2, 128))
-    assert block_artifact_score(blocky, 32) == pytest.approx(127 / 3)
-    assert block_artifact_score(ramp, 32) == pytest.approx(1.0)
-    assert block_artifact_score(rng.normal(size=(2, 128, 128)), 32) == pytest.approx(1.0, abs=0.1)
-    assert np.isnan(block_artifact_score(np.zeros((64, 64)), 32))
-    with pytest.raises(ValueError, match="larger than block"):
-        block_artifact_score(np.zeros((16, 16)), 32)
-
-
 # ------------------------------------------------------------------------------- configs and catalog
 
 
@@ -281,7 +244,7 @@ def test_configs_and_catalog_name_the_encoder() -> None:
 
 
 def test_offline_tag_lookup_finds_weights_in_the_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from petseg.models.clip_unet import resolve_clip_weights
+    from petseg.models.clip_weights import resolve_clip_weights
 
     snapshot = tmp_path / "models--timm--vit_base_patch16_clip_224.openai" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
@@ -295,47 +258,13 @@ def test_offline_tag_lookup_finds_weights_in_the_hub_cache(monkeypatch: pytest.M
     assert "openai" in source
 
 
-def test_other_species_donors_pairs_cats_with_dogs() -> None:
-    from petseg.models.clip_unet import other_species_donors
-
-    masks = np.zeros((5, 4, 4), np.uint8)
-    masks[0, 1, 1] = masks[2, 0, 0] = 1  # cats 0, 2
-    masks[1, 2, 2] = masks[3, 3, 3] = 2  # dogs 1, 3; image 4 shows no pet
-    masks[3, 0, 0] = 255
-    assert other_species_donors(masks).tolist() == [1, 0, 3, 2, 4]
-    assert other_species_donors(masks[[0, 2]]).tolist() == [0, 1]  # one species only: no swap
-
-
-def test_fusion_diagnostics_measures_fused_and_plain_models() -> None:
-    from petseg.models.clip_unet import fusion_diagnostics
-
-    generator = torch.Generator().manual_seed(0)
-    dataset = []
-    for index in range(4):
-        mask = torch.zeros(32, 32, dtype=torch.int64)
-        mask[8:24, 8:24] = 1 + index % 2
-        dataset.append((torch.rand(3, 32, 32, generator=generator), mask))
-    concat = small_fusion("concat")
-    with torch.no_grad():
-        concat.projection.weight.mul_(50)
-    plain = UNet(n_classes=3, **SMALL_UNET)
-    table = fusion_diagnostics({"concat": concat, "film at init": small_fusion("film"), "plain": plain},
-                               dataset, block=8, batch_size=3)
-    assert list(table.index) == ["concat", "film at init", "plain"]
-    assert table.loc["concat", "|margin change| pet"] > 0
-    assert table.loc["film at init", "pet pixels flipped (%)"] == 0  # FiLM starts as the identity
-    assert table.loc["film at init", "|margin change| pet"] == 0
-    assert np.isnan(table.loc["plain", "pet pixels flipped (%)"])
-    assert table["blockiness of the prediction"].notna().all()
-
-
 # ----------------------------------------------------------------- reloading a CLIP fusion checkpoint
 
 
 def test_clip_fusion_checkpoint_reloads_offline_with_the_training_preprocessing(
         tiny_clip_file, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The checkpoint holds the CLIP tower: a reload fetches nothing and keeps mean/std/activation."""
-    from petseg.train import load_model_from_checkpoint
+    from petseg.training.checkpoints import load_model_from_checkpoint
 
     weights, _ = tiny_clip_file
     copied = tmp_path / "tiny_copy.pt"
@@ -363,7 +292,7 @@ def test_clip_fusion_checkpoint_reloads_offline_with_the_training_preprocessing(
 
 
 def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessing() -> None:
-    from petseg.models.clip_unet import checkpoint_model_config
+    from petseg.models.global_encoders import checkpoint_model_config
 
     config = {"name": "fusion_unet", "fusion": "concat",
               "global_encoder": {"backend": "clip", "model_name": "ViT-B-16", "pretrained": "openai"}}
@@ -376,23 +305,3 @@ def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessi
     assert "preprocess_from" not in rebuilt_random and rebuilt_random["pretrained"] == "checkpoint"
     effnet = {"name": "fusion_unet", "global_encoder": dict(EFFNET_32)}
     assert checkpoint_model_config(effnet) == effnet
-
-
-def test_swap_with_other_species_pairs_each_shown_image_with_a_donor_of_the_other_species() -> None:
-    from petseg.models.clip_unet import swap_with_other_species
-
-    model = small_fusion("concat")
-    generator = torch.Generator().manual_seed(0)
-    dataset = []
-    for label in (1, 2, 1, 2, 2):
-        mask = torch.zeros(32, 32, dtype=torch.long)
-        mask[8:24, 8:24] = label
-        dataset.append((torch.rand(3, 32, 32, generator=generator), mask))
-    out = swap_with_other_species(model, dataset, [0, 1, 4])
-    assert out["donors"] == [1, 0, 0]  # cat 0 <- dog 1, dog 1 <- cat 0, the third dog <- cat 0 (2 mod 2)
-    assert out["images"].shape == (3, 32, 32, 3) and out["images"].dtype == np.uint8
-    np.testing.assert_array_equal(out["images"][2], (dataset[4][0].permute(1, 2, 0).numpy() * 255).round())
-    reference = swap_vectors(model, torch.stack([dataset[i][0] for i in (0, 1, 4)]),
-                             torch.stack([dataset[i][0] for i in (1, 0, 0)]))
-    np.testing.assert_allclose(out["margin_change"], reference["margin_change"])
-    assert "padding" not in out  # a plain list of pairs does not know its padding

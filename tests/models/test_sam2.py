@@ -13,11 +13,13 @@ import torch
 from torch.utils.data import Dataset
 
 from petseg.data.download import OfflineError
-from petseg.interactive import evaluate_prompted, interactive_subset, number_of_clicks, prompted_table
+from petseg.evaluation.clicks import evaluate_prompted, interactive_subset, number_of_clicks, prompted_table
 from petseg.models import build_model
 from petseg.models import sam2 as sam2_module
 from petseg.models.sam2 import Sam2CheckpointError, fetch_official_checkpoint, load_sam2_predictor
-from petseg.train import PromptedLoss, prompted_prediction, train
+from petseg.training.loop import train
+from petseg.training.losses import PromptedLoss
+from petseg.training.tasks import prompted_prediction
 
 torch.set_num_threads(1)
 os.environ.setdefault("PETSEG_PROGRESS", "0")

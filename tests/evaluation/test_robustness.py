@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from petseg import robustness as rb
+from petseg.evaluation import robustness as rb
 
 
 def _image(height: int = 40, width: int = 56, seed: int = 0) -> np.ndarray:

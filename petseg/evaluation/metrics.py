@@ -33,16 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-NUM_CLASSES = 3
-IGNORE_INDEX = 255
-CLASS_NAMES: tuple[str, ...] = ("background", "cat", "dog")
-BINARY_CLASS_NAMES: tuple[str, ...] = ("background", "pet")
+from petseg.data.labels import BINARY_CLASS_NAMES, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, to_binary
 
 __all__ = [
-    "BINARY_CLASS_NAMES",
-    "CLASS_NAMES",
-    "IGNORE_INDEX",
-    "NUM_CLASSES",
     "ConfusionMatrix",
     "background_prediction",
     "binary_metrics",
@@ -52,7 +45,6 @@ __all__ = [
     "metrics_from_confusion",
     "per_image_metrics",
     "segmentation_metrics",
-    "to_binary",
 ]
 
 
@@ -248,15 +240,6 @@ def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: 
     meter = ConfusionMatrix(num_classes, ignore_index)
     meter.update(pred, target)
     return meter.compute()
-
-
-def to_binary(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Map 3-class labels to pet-vs-background: 0 -> 0, 1 and 2 -> 1, ``ignore_index`` kept.
-
-    Already-binary labels (0/1) pass through unchanged, so predictions of a binary model can be given too.
-    """
-    binary = (labels != 0).to(labels.dtype)
-    return torch.where(labels == ignore_index, labels, binary)
 
 
 def binary_metrics(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> dict[str, Any]:

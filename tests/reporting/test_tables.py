@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from petseg import report
 from petseg.catalog import ModelSpec
 from petseg.experiment import Run
+from petseg.reporting import tables as report
 
 
 def _results(miou: float, pet_iou: float = 0.8) -> dict:

@@ -1,34 +1,9 @@
-"""Failure analysis helpers (chapter 7): per-image reconstruction quality, worst images, overfitting signs."""
+"""Failure analysis helpers (chapter 7): the worst images, signs of overfitting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import pandas as pd
-import torch
-
-
-@torch.no_grad()
-def per_image_reconstruction(model: torch.nn.Module, dataset: Iterable, batch_size: int = 16,
-                             device: str = "cpu") -> pd.DataFrame:
-    """SSIM and PSNR (data range 1) of an autoencoder's reconstruction of every image, in dataset order.
-
-    The whole network input is scored, padding included, as :func:`petseg.models.autoencoder.reconstruction_metrics`
-    does for the split means.
-    """
-    from torch.utils.data import DataLoader
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    model = model.to(device).eval()
-    ssim, psnr = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = (batch[0] if isinstance(batch, list | tuple) else batch).to(device)
-        output = model(images).float().clamp(0, 1)
-        ssim.append(structural_similarity_index_measure(output, images, data_range=1.0, reduction="none").cpu())
-        mse = (output - images).pow(2).flatten(1).mean(dim=1).clamp_min(1e-12)
-        psnr.append((10 * torch.log10(1.0 / mse)).cpu())
-    return pd.DataFrame({"ssim": torch.cat(ssim).numpy(), "psnr": torch.cat(psnr).numpy()})
 
 
 def worst(per_image: pd.DataFrame, n: int = 3, column: str = "miou") -> list[int]:

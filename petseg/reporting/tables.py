@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from petseg.catalog import ModelSpec
+from petseg.data.labels import CLASS_NAMES
 from petseg.experiment import Run
-from petseg.metrics import CLASS_NAMES
-from petseg.reference import STUDY_RESULTS
+from petseg.reporting.study import STUDY_RESULTS
 
 # Seeds per profile and model key ("*" = every other model). quick: extra seeds only for the cheapest model,
 # so chapters 6-8 stay inside the CI budget (measured times in the chapter); full: 3 seeds for every model.
@@ -318,18 +318,6 @@ def environment() -> dict[str, Any]:
             "packages": {k: v for k, v in info["packages"].items() if v}}
 
 
-def _package_versions(names: Sequence[str]) -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 BOOK_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "matplotlib", "seaborn", "albumentations",
                  "torchmetrics", "timm", "sam2", "open_clip_torch", "papermill", "jupyter-book")
 
@@ -345,7 +333,10 @@ def environment_markdown(times: Mapping[str, Mapping[str, Any]]) -> str:
         lines.append(f"| `{name}` | {seconds / 60:.1f} min ({seconds:.0f} s) | {record.get('profile')} | "
                      f"{record.get('finished', '?')} | {record.get('host', {}).get('cpu_count', '?')} |")
     lines.append(f"| **total** | **{total / 60:.1f} min** | | | |")
-    versions = {**_package_versions(BOOK_PACKAGES), **env["packages"]}
+    from petseg.provenance import package_versions
+
+    installed = {name: version for name, version in package_versions(BOOK_PACKAGES).items() if version}
+    versions = {**installed, **env["packages"]}
     lines += ["", "| | |", "|---|---|",
               f"| Python | {env['python']} |", f"| platform | `{env['platform']}` ({env['machine']}) |",
               f"| CPUs | {env['cpu_count']} ({env['cpus_usable']} usable) |", f"| accelerator | {env['device']} |",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from petseg.calibration import CalibrationMeter, model_reliability, reliability
+from petseg.evaluation.calibration import CalibrationMeter, model_reliability, reliability
 
 
 def _two_class(confidences: list[float], correct: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,7 @@ Everything goes through the predictor the app uses, so the numbers measure exact
 test image the image embedding is computed once (``set_image``) and every prompt after that costs one
 prompt-encoder + mask-decoder pass.
 
-Protocols (masks: 0 background, 1/2 pet, 255 ignored; see :mod:`petseg.prompts`):
+Protocols (masks: 0 background, 1/2 pet, 255 ignored; see :mod:`petseg.data.prompts`):
 
 * **1 click**: one positive click at the most interior pet point; SAM 2 returns three masks
   (``multimask_output=True``) and the one with the highest predicted IoU is kept.
@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from petseg.metrics import BINARY_CLASS_NAMES, ConfusionMatrix
-from petseg.prompts import Click, box_from_mask, interior_point, next_click, pet_and_valid
+from petseg.data.labels import BINARY_CLASS_NAMES
+from petseg.data.prompts import Click, box_from_mask, interior_point, next_click, pet_and_valid
+from petseg.evaluation.metrics import ConfusionMatrix
 
 __all__ = [
     "DEFAULT_MAX_CLICKS",

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from petseg.data.labels import IGNORE_INDEX
+
 __all__ = [
-    "IGNORE_INDEX",
     "Click",
     "Prompt",
     "box_from_mask",
@@ -32,8 +33,6 @@ __all__ = [
     "random_point",
     "simulate_training_prompt",
 ]
-
-IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)

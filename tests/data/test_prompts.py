@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from petseg.prompts import (
+from petseg.data.prompts import (
     Click,
     Prompt,
     box_from_mask,

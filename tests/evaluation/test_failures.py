@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from petseg.analysis import overfitting_signs, per_image_reconstruction, worst
+from petseg.evaluation.failures import overfitting_signs, worst
+from petseg.evaluation.reconstruction import per_image_reconstruction
 
 
 def test_per_image_reconstruction_perfect_and_poor():

@@ -53,8 +53,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from petseg.data.labels import to_binary
 from petseg.data.transforms import resize_and_pad
-from petseg.metrics import ConfusionMatrix, per_image_metrics, to_binary
+from petseg.evaluation.metrics import ConfusionMatrix, per_image_metrics
 
 SWEEP_VERSION = 1
 

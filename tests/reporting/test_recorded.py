@@ -1,4 +1,4 @@
-"""Tests for petseg.reference_runs (recorded full-profile results) and the `petseg record` / `--set` options."""
+"""Tests for petseg.reporting.recorded (recorded full-profile results) and the `petseg record` / `--set` options."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from petseg import reference_runs
 from petseg.cli import build_parser, parse_overrides
 from petseg.errors import ConfigError
 from petseg.experiment import Run
 from petseg.provenance import git_state
+from petseg.reporting import recorded as reference_runs
 
 
 def fake_run_dir(root: Path, name: str, profile: str = "full", seed: int = 0, **test: float) -> Path:
@@ -136,7 +136,7 @@ def test_shortened_recordings_say_what_was_changed(tmp_path: Path) -> None:
 
 
 def test_overrides_for_upstream_keep_train_data_and_encoder_shape() -> None:
-    from petseg.experiment import overrides_for_upstream
+    from petseg.config import overrides_for_upstream
 
     overrides = {"train": {"epochs": 1}, "data": {"image_size": 64},
                  "model": {"base_width": 8, "freeze_encoder": True, "dropout": 0.2}}

@@ -1,4 +1,5 @@
-"""Tests for petseg.train on tiny synthetic data: learning, resume, determinism, ignore pixels, DDP."""
+"""Tests for petseg.training (the loop, losses, schedule, checkpoints) on tiny synthetic data: learning, resume,
+determinism, ignore pixels, DDP."""
 
 from __future__ import annotations
 
@@ -17,22 +18,19 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from petseg.metrics import IGNORE_INDEX, ConfusionMatrix, per_image_metrics
+from petseg.data.labels import IGNORE_INDEX
+from petseg.evaluation.metrics import ConfusionMatrix, per_image_metrics
+from petseg.evaluation.segmentation import evaluate
 from petseg.models import build_model
 from petseg.models.autoencoder import ConvAutoencoder
 from petseg.provenance import collect_provenance
-from petseg.train import (
-    SegmentationLoss,
-    TrainConfig,
-    build_scheduler,
-    evaluate,
-    load_checkpoint,
-    load_model_from_checkpoint,
-    seed_everything,
-    select_device,
-    soft_dice_loss,
-    train,
-)
+from petseg.training.checkpoints import load_checkpoint, load_model_from_checkpoint
+from petseg.training.config import TrainConfig
+from petseg.training.distributed import select_device
+from petseg.training.loop import train
+from petseg.training.losses import SegmentationLoss, soft_dice_loss
+from petseg.training.schedule import build_scheduler
+from petseg.training.seeds import seed_everything
 
 torch.set_num_threads(1)
 os.environ.setdefault("PETSEG_PROGRESS", "0")
@@ -327,8 +325,8 @@ DDP_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests_dir!r})
     import torch
     torch.set_num_threads(1)
-    from test_train import SyntheticPets, make_model, quick_config
-    from petseg.train import train
+    from test_loop import SyntheticPets, make_model, quick_config
+    from petseg.training.loop import train
     result = train(make_model(), SyntheticPets(20, seed=0), SyntheticPets(7, seed=1),
                    quick_config(epochs=2, batch_size=4), sys.argv[1])
     with open(os.path.join(sys.argv[2], f"rank{{os.environ['RANK']}}.json"), "w") as handle:

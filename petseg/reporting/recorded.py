@@ -31,7 +31,7 @@ __all__ = ["ABLATIONS", "REFERENCE_DIR", "load_reference_results", "record_refer
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "book" / "reference_run"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "book" / "reference_run"
 RECORD_FORMAT = 1
 ABLATIONS = "ablations"  # the folder (beside the profiles' folders) of labelled records
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -95,7 +95,8 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
     arguments go to :func:`petseg.experiment.run_experiment` (``runs_dir``, ``device``, ``force`` ...).
     """
     from petseg import catalog
-    from petseg.experiment import deep_merge, overrides_for_upstream, run_experiment
+    from petseg.config import overrides_for_upstream
+    from petseg.experiment import deep_merge, run_experiment
 
     specs = [catalog.get(key) for key in keys]  # unknown keys fail before anything trains
     if label is not None:

@@ -8,9 +8,11 @@ import math
 import pytest
 import torch
 
-from petseg.train import TrainConfig, load_checkpoint, train
+from petseg.training.checkpoints import load_checkpoint
+from petseg.training.config import TrainConfig
+from petseg.training.loop import train
 
-from .test_train import SyntheticPets, make_model, quick_config
+from .test_loop import SyntheticPets, make_model, quick_config
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from petseg.metrics import IGNORE_INDEX
+from petseg.data.labels import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

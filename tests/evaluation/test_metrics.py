@@ -1,4 +1,4 @@
-"""Tests for petseg.metrics: hand-computed cases, torchmetrics equality, absent classes, baselines."""
+"""Tests for petseg.evaluation.metrics: hand-computed cases, torchmetrics equality, absent classes, baselines."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from petseg.metrics import (
-    IGNORE_INDEX,
+from petseg.data.labels import IGNORE_INDEX, to_binary
+from petseg.evaluation.metrics import (
     ConfusionMatrix,
     background_prediction,
     binary_metrics,
@@ -25,7 +25,6 @@ from petseg.metrics import (
     metrics_from_confusion,
     per_image_metrics,
     segmentation_metrics,
-    to_binary,
 )
 
 torch.set_num_threads(1)

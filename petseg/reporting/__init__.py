@@ -1,0 +1,9 @@
+"""Reporting: what the book shows beside a run's numbers.
+
+* :mod:`~petseg.reporting.tables`: runs of every catalog model over seeds, their tables, the appendix page;
+* :mod:`~petseg.reporting.runs`: the sentence saying how a run's numbers were produced, metric tables;
+* :mod:`~petseg.reporting.study`: the original study's numbers, quoted as reported;
+* :mod:`~petseg.reporting.recorded`: recorded results of runs the book cannot repeat on every build.
+
+Nothing is imported here, so importing one of them loads only what it needs.
+"""
