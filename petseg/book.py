@@ -220,6 +220,25 @@ def _has_parameters_cell(path: Path) -> bool:
     return any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in nb.get("cells", []))
 
 
+def hide_injected_parameters(path: Path | str) -> int:
+    """Tag papermill's ``injected-parameters`` cells of the executed notebook ``path`` ``remove-cell``.
+
+    The injected cell repeats the parameters with this build's values (the dataset's absolute path among
+    them); Jupyter Book drops a ``remove-cell`` cell, so a page shows the notebook's own parameters cell
+    only. Returns the number of cells tagged (0 leaves the file untouched)."""
+    path = Path(path)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    tagged = 0
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            tagged += 1
+    if tagged:
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return tagged
+
+
 def execute_chapter(chapter: Chapter, *, root: Path | str, parameters: dict[str, Any],
                     package: str | None = None, force: bool = False, progress: bool = True) -> ChapterResult:
     """Execute one chapter notebook with papermill unless its stamp says it is up to date."""
@@ -255,6 +274,7 @@ def execute_chapter(chapter: Chapter, *, root: Path | str, parameters: dict[str,
     except Exception as err:  # dead kernel, timeouts, invalid notebooks, ...
         raise BookError(f"chapter {chapter.name} could not be executed: {type(err).__name__}: {err}") from err
     seconds = time.perf_counter() - start
+    hide_injected_parameters(chapter.output)
     write_stamp(chapter, key, seconds)
     _say(f"{chapter.name}: done in {seconds:.1f} s")
     return ChapterResult(chapter, executed=True, seconds=seconds)

@@ -228,6 +228,18 @@ def test_record_times_merges(tmp_path: Path) -> None:
     assert times["b"]["host"]["cpu_count"] >= 1
 
 
+def test_the_injected_parameters_cell_is_removed_from_the_page(tmp_path: Path) -> None:
+    executed = notebook(PARAMS, ("code", 'data = "/home/someone/oxford-iiit-pet"', ["injected-parameters"]),
+                        ("code", "print(data)", []))
+    path = tmp_path / "chapter.ipynb"
+    write_json(path, executed)
+    assert book.hide_injected_parameters(path) == 1
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    assert cells[1]["metadata"]["tags"] == ["injected-parameters", "remove-cell"]
+    assert "remove-cell" not in cells[0]["metadata"]["tags"]  # the notebook's own parameters cell stays
+    assert book.hide_injected_parameters(path) == 0  # already tagged: the file is left as it is
+
+
 # ---------------------------------------------------------------------------------- figure check
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
@@ -322,6 +334,9 @@ def test_tiny_book_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                           for o in c.get("outputs", []))
         assert f"kernel python: {sys.executable}" in outputs
         assert f"params: quick {tmp_path.resolve()} 7" in outputs
+        injected = [c for c in json.loads(chapter.output.read_text())["cells"]
+                    if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"]
     assert "Parkhi" in (html / "book" / "references.html").read_text()
     times = json.loads((root / "book" / "generated" / "execution_times.json").read_text())
     assert set(times) == {"01_alpha", "02_beta"}
