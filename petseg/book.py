@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from petseg.paths import repository_root
 from petseg.profiles import PROFILES
 
 GENERATED_DIR = "book/generated"
@@ -417,9 +418,12 @@ def _display_path(path: Path, root: Path) -> str:
 
 
 def default_root() -> Path:
-    """The book's root: the current directory if it has ``_toc.yml``, else the checkout holding petseg."""
+    """The book's root: the current directory if it has ``_toc.yml``, else the checkout the current directory is
+    in (a chapter opened from ``notebooks/``), else the checkout holding petseg."""
     cwd = Path.cwd()
-    return cwd if (cwd / "_toc.yml").is_file() else Path(__file__).resolve().parent.parent
+    if (cwd / "_toc.yml").is_file():
+        return cwd
+    return repository_root(cwd) or Path(__file__).resolve().parent.parent
 
 
 def _say(message: str) -> None:

@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, help="override the profile's number of epochs")
     train.add_argument("--tag", help="suffix for the run name (e.g. a variant)")
-    train.add_argument("--runs-dir", type=Path, help="where runs go (default: $PETSEG_RUNS or ./runs)")
+    train.add_argument("--runs-dir", type=Path, help="where runs go (default: $PETSEG_RUNS, else runs/ at the checkout's root)")
     train.add_argument("--device", help="cuda, mps, cpu (default: best available)")
     train.add_argument("--force", action="store_true", help="train again from scratch even if a run exists")
     train.add_argument("--resume", action="store_true",
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
     record.add_argument("--seed", type=int, default=0)
     record.add_argument("--out", type=Path, help="record folder (default: the repository's book/reference_run)")
-    record.add_argument("--runs-dir", type=Path, help="where runs go (default: $PETSEG_RUNS or ./runs)")
+    record.add_argument("--runs-dir", type=Path, help="where runs go (default: $PETSEG_RUNS, else runs/ at the checkout's root)")
     record.add_argument("--device", help="cuda, mps, cpu (default: best available)")
     record.add_argument("--budget-minutes", type=float,
                         help="start no further model after this many minutes (exit status 3 if any was skipped)")
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=7860)
     demo.add_argument("--sam2", help="SAM 2: a petseg run directory, its best.pt, or an official SAM 2.1 checkpoint "
                                      "(default: the newest finished SAM 2 run, else random weights, labelled)")
-    demo.add_argument("--runs", type=Path, help="where to look for finished runs (default: $PETSEG_RUNS or ./runs)")
+    demo.add_argument("--runs", type=Path, help="where to look for finished runs (default: $PETSEG_RUNS, else runs/ at the checkout's root)")
     demo.add_argument("--profile", choices=list(PROFILES), help="offer only this profile's runs (default: all)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda")
     demo.add_argument("--random-image-size", type=int, default=1024,

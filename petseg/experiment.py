@@ -35,6 +35,7 @@ from petseg.data.pipeline import PreparedData, prepare_data
 from petseg.errors import ConfigError, MissingInputError, UserError, one_line
 from petseg.evaluation.segmentation import baseline_metrics
 from petseg.models.weights import check_checkpoint_path
+from petseg.paths import repository_root
 from petseg.training.checkpoints import to_jsonable
 
 RUNS_ENV = "PETSEG_RUNS"
@@ -44,8 +45,11 @@ EXPERIMENT_FILE = "experiment.json"
 
 
 def default_runs_dir() -> Path:
-    """``$PETSEG_RUNS``, else ``runs/`` in the current directory."""
-    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().resolve()
+    """``$PETSEG_RUNS``, else ``runs/`` at the root of the checkout the current directory is in (so a chapter
+    opened from ``notebooks/`` reuses the book's runs), else ``runs/`` in the current directory."""
+    if os.environ.get(RUNS_ENV):
+        return Path(os.environ[RUNS_ENV]).expanduser().resolve()
+    return ((repository_root() or Path.cwd()) / "runs").resolve()
 
 
 def deep_merge(base: dict, update: dict) -> dict:
