@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -269,6 +270,39 @@ def test_check_figures(tmp_path: Path) -> None:
     for bad in (missing_file, logo_only, no_img, absent):
         with pytest.raises(BookError, match=bad.name):
             book.check_figures(html, [good, bad])
+
+
+def test_a_captioned_figure_counts_as_a_figure(tmp_path: Path) -> None:
+    # What myst-nb 1.4 renders for a cell with metadata {"mystnb": {"figure": {"caption": ..., "name": ...}}}
+    html = tmp_path / "html"
+    (html / "_images").mkdir(parents=True)
+    (html / "_images" / "abc.png").write_bytes(PNG)
+    captioned = _page(html, "01_captioned", (
+        '<div class="cell_output docutils container"><figure class="align-default" id="fig-unet-curves">'
+        '<img alt="../../_images/abc.png" src="../../_images/abc.png" /><figcaption><p>'
+        '<span class="caption-number">Fig. 1 </span><span class="caption-text">Training curves.</span>'
+        '<a class="headerlink" href="#fig-unet-curves" title="Link to this image">#</a></p></figcaption></figure></div>'))
+    assert book.page_figures(html / "book" / "generated" / "01_captioned.html", html) == ["../../_images/abc.png"]
+    book.check_figures(html, [captioned])
+
+
+def test_every_named_chapter_figure_is_unique_and_captioned() -> None:
+    root = Path(__file__).resolve().parents[1]
+    names: list[str] = []
+    for path in sorted((root / "notebooks").glob("0*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        own = []
+        for cell in cells:
+            figure = cell["metadata"].get("mystnb", {}).get("figure")
+            if figure is not None:
+                assert cell["cell_type"] == "code" and figure.get("caption"), (path.name, cell["id"])
+                own += [figure["name"]] if "name" in figure else []
+        text = "".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
+        referenced = set(re.findall(r"\{numref\}`([^`<]+)`", text))
+        assert referenced <= set(own), f"{path.name} refers to figures it does not name: {referenced - set(own)}"
+        names += own
+    assert names and len(names) == len(set(names)), "figure names are labels: one per book"
+    assert all(name.startswith("fig-") for name in names)
 
 
 # ----------------------------------------------------------------------------------------- CLI
