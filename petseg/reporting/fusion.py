@@ -1,0 +1,132 @@
+"""Chapter 4's sentences about the global-vector fusion models, from this build's numbers.
+
+The chapter's code cells compute tables; these functions turn rows of them into the Markdown the page shows,
+so the words follow the numbers of every build (no number is written by hand). Rows are mappings (pandas
+Series or dicts) with the columns of :func:`petseg.reporting.runs.metrics_table` (``mIoU``, ``Dice cat``, ...)
+or of :func:`petseg.evaluation.fusion.fusion_diagnostics`. ``rows`` are keyed by the catalog keys
+``fusion_concat``, ``fusion_film``, ``efficientnet_unet`` and ``unet``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["blockiness_words", "fusion_results_text", "fusion_verdict", "vector_use_text", "vector_use_words",
+           "versus"]
+
+Row = Mapping[str, Any]
+LEVEL = 0.01  # gaps below this (mIoU) are called level
+KEYS = ("fusion_concat", "fusion_film", "efficientnet_unet", "unet")
+
+
+def versus(a: Row, b: Row, name_a: str, name_b: str, column: str = "mIoU") -> str:
+    """``"A is ahead of B on mIoU by 0.012 (0.512 vs 0.500)"``, or level when the gap is below 0.01."""
+    gap = a[column] - b[column]
+    if abs(gap) < LEVEL:
+        return f"{name_a} and {name_b} are level on {column} ({a[column]:.3f} vs {b[column]:.3f})"
+    return (f"{name_a} is {'ahead of' if gap > 0 else 'behind'} {name_b} on {column} by {abs(gap):.3f} "
+            f"({a[column]:.3f} vs {b[column]:.3f})")
+
+
+def _training_length_caveat(rows: Mapping[str, Row], epochs: Mapping[str, int], profile: str) -> str:
+    """The paragraph saying that the models trained for different numbers of epochs ('' when they did not)."""
+    if epochs["fusion_concat"] == epochs["unet"] and epochs["efficientnet_unet"] == epochs["unet"]:
+        return ""
+    caveat = (f"\n\n**Training length differs**: the fusion models trained for {epochs['fusion_concat']} epochs, the "
+              f"EfficientNet-UNet for {epochs['efficientnet_unet']}, the chapter 2 UNet for {epochs['unet']} (profile "
+              f"`{profile}`: the frozen encoder's forward pass makes each fusion epoch dearer, and the chapter must fit "
+              "its CI budget).")
+    named = (("Concat", "fusion_concat"), ("FiLM", "fusion_film"), ("EfficientNet-UNet", "efficientnet_unet"))
+    shorter = [name for name, key in named if epochs[key] < epochs["unet"]]
+    ahead = [name for name, key in named if name in shorter and rows[key]["mIoU"] > rows["unet"]["mIoU"]]
+    behind = [name for name in shorter if name not in ahead]
+    if ahead:
+        caveat += f" {', '.join(ahead)} {'is' if len(ahead) == 1 else 'are'} ahead of the UNet *despite* the shorter schedule."
+    if behind:
+        caveat += (f" {', '.join(behind)} {'trails' if len(behind) == 1 else 'trail'} the UNet and may be short of "
+                   "epochs rather than of ideas (FiLM starts as exactly the UNet).")
+    return caveat
+
+
+def fusion_results_text(rows: Mapping[str, Row], epochs: Mapping[str, int], profile: str) -> str:
+    """"What this build measured": each fusion against the UNet and each other, the pretrained-encoder UNet
+    against both, and a caveat when the training lengths differ."""
+    concat, film, effnet, unet = (rows[key] for key in KEYS)
+    best_fusion = "FiLM" if film["mIoU"] > concat["mIoU"] else "concat"
+    lines = [
+        f"- Concat fusion vs the plain UNet: {versus(concat, unet, 'concat fusion', 'the UNet')}; cat Dice "
+        f"{concat['Dice cat']:.3f} vs {unet['Dice cat']:.3f}, dog Dice {concat['Dice dog']:.3f} vs {unet['Dice dog']:.3f}.",
+        f"- FiLM vs concat: {versus(film, concat, 'FiLM', 'concat')}; FiLM vs the UNet: {versus(film, unet, 'FiLM', 'the UNet')}.",
+        f"- The pretrained-encoder UNet: {versus(effnet, unet, 'EfficientNet-UNet', 'the UNet')}, and "
+        f"{versus(effnet, film if best_fusion == 'FiLM' else concat, 'EfficientNet-UNet', 'the better fusion (' + best_fusion + ')')}; "
+        f"its cat/dog Dice {effnet['Dice cat']:.3f}/{effnet['Dice dog']:.3f}.",
+    ]
+    return ("**What this build measured** (global vector: EfficientNet-Lite0, ImageNet):\n\n" + "\n".join(lines)
+            + _training_length_caveat(rows, epochs, profile))
+
+
+def blockiness_words(score: float) -> str:
+    """Words for a blockiness score (1 = no jump at the bottleneck grid lines)."""
+    return "clearly blocky" if score > 2 else ("slightly grid-aligned" if score > 1.3 else "not grid-aligned")
+
+
+def vector_use_words(name: str, flipped: float) -> str:
+    """What a fusion model does with its vector, from the share (%) of pet pixels another species' vector flips."""
+    if flipped < 1:
+        return f"the {name} model has learned to **ignore** the vector (its species decision comes from the image path)"
+    if flipped < 50:
+        return (f"the {name} model **partly** relies on the vector: another species' vector flips a minority of its pet "
+                "pixels, so image path and vector share the species decision")
+    return (f"the {name} model's species decision is **driven by the vector**: another species' vector flips most of "
+            "its pet pixels, so the image path finds the pet and the vector names it")
+
+
+def vector_use_text(concat: Row, film: Row, unet: Row) -> str:
+    """The vector-swap diagnostics in words: rows of ``fusion_diagnostics`` for concat, FiLM and the UNet."""
+    flipped, margin = "pet pixels flipped (%)", "|margin change| pet"
+    change, prediction = "blockiness of the change", "blockiness of the prediction"
+    text = [
+        f"- Swapping in the other species' vector flips **{concat[flipped]:.1f}%** of the pet pixels of the "
+        f"concat model and **{film[flipped]:.1f}%** of the FiLM model's "
+        f"(mean cat-dog margin change on pet pixels {concat[margin]:.2f} and {film[margin]:.2f}).",
+        f"- Spatial artifacts: the concat model's change map scores {concat[change]:.2f} "
+        f"({blockiness_words(concat[change])}), FiLM's {film[change]:.2f} "
+        f"({blockiness_words(film[change])}). The predictions themselves score {concat[prediction]:.2f} "
+        f"(concat), {film[prediction]:.2f} (FiLM) and {unet[prediction]:.2f} (the plain UNet).",
+        f"- Use of the vector: {vector_use_words('concat', concat[flipped])}; {vector_use_words('FiLM', film[flipped])}.",
+    ]
+    grid = max(concat[change], concat[prediction])
+    text.append("- Bottleneck-grid artifacts of the naive fusion: " + (
+        "**measured**: the change it causes follows the bottleneck grid." if grid > 1.3 else
+        "**not found** on this build: neither the change the vector causes nor the prediction jumps at the "
+        "bottleneck grid lines (presumably the decoder's transposed convolutions and skip connections spread the "
+        "per-cell offset). The artifacts the concat model does show are of another kind: mixed cat and dog "
+        "pixels inside one pet when image path and vector disagree (swapped panels above)."))
+    return "\n".join(text)
+
+
+def fusion_verdict(rows: Mapping[str, Row], pet_iou: Mapping[str, float]) -> str:
+    """The chapter's verdict: was the fusion at fault, do global semantics help, do spatial pretrained features
+    do better. ``pet_iou``: pet-vs-background IoU keyed like ``rows`` (fusions and EfficientNet-UNet)."""
+    concat, film, effnet, unet = (rows[key] for key in KEYS)
+    verdict = []
+    if film["mIoU"] > concat["mIoU"] + LEVEL:
+        verdict.append(f"**The fusion was at fault, on this build**: the same frozen vector gains {film['mIoU'] - concat['mIoU']:.3f} "
+                       "mIoU when FiLM injects it at every decoder stage instead of once at the bottleneck.")
+    elif concat["mIoU"] > film["mIoU"] + LEVEL:
+        verdict.append("FiLM does **not** beat the study's concat fusion here, so the naive fusion is not what holds the vector back.")
+    else:
+        verdict.append("FiLM and concat fusion end level here: how the vector is injected makes little difference on this build.")
+    if max(concat["mIoU"], film["mIoU"]) > unet["mIoU"] + LEVEL:
+        verdict.append("Global semantics **do** help against the UNet from scratch (cat and dog Dice in the table above).")
+    else:
+        verdict.append("Neither fusion beats the UNet from scratch: a single global vector is not the help the UNet needs here.")
+    verdict.append(f"Spatial pretrained features (EfficientNet-UNet, mIoU {effnet['mIoU']:.3f}) "
+                   + ("beat every global-vector model" if effnet["mIoU"] > max(concat["mIoU"], film["mIoU"]) else
+                      "do **not** beat the best global-vector model on mIoU")
+                   + f"; on pet vs background they score {pet_iou['efficientnet_unet']:.3f} IoU against "
+                   f"{pet_iou['fusion_film']:.3f} (FiLM) and {pet_iou['fusion_concat']:.3f} (concat).")
+    verdict.append("All of this holds for an **ImageNet EfficientNet-Lite0** vector on this page's data and profile; the study's "
+                   "CLIP ViT-B/16 vector was not available to this build, so whether CLIP behaves the same is untested here.")
+    return " ".join(verdict)
