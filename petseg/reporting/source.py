@@ -22,6 +22,7 @@ _PACKAGE_PARENT = Path(petseg.__file__).resolve().parent.parent
 def source_file(obj: Any) -> str:
     """The file defining ``obj``: relative to the repository for petseg's own code (``petseg/models/unet.py``),
     else the module's dotted name (no machine path either way)."""
+    obj = _target(obj)
     try:
         path = Path(inspect.getsourcefile(obj) or "").resolve()
         return path.relative_to(_PACKAGE_PARENT).as_posix()
@@ -30,18 +31,23 @@ def source_file(obj: Any) -> str:
         return module.__name__ if module is not None else "<unknown>"
 
 
-def qualified_name(obj: Any) -> str:
-    """``UNetEncoder.forward`` for a method, ``UNetEncoder`` for a class, ``soft_dice_loss`` for a function."""
-    obj = inspect.unwrap(obj)
+def _target(obj: Any) -> Any:
+    """What holds the code: a property's getter, a decorated function's original (``@torch.no_grad()``)."""
     if isinstance(obj, property) and obj.fget is not None:
         obj = obj.fget
+    return inspect.unwrap(obj) if callable(obj) else obj
+
+
+def qualified_name(obj: Any) -> str:
+    """``UNetEncoder.forward`` for a method, ``UNetEncoder`` for a class, ``soft_dice_loss`` for a function."""
+    obj = _target(obj)
     return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", repr(obj))
 
 
 def source_markdown(obj: Any, caption: str | None = None) -> str:
     """The Markdown ``show_source`` displays: a caption line naming the object and its file, then a fenced
     ``python`` block of its dedented source."""
-    target = obj.fget if isinstance(obj, property) and obj.fget is not None else obj
+    target = _target(obj)
     code = textwrap.dedent(inspect.getsource(target)).rstrip("\n")
     fence = "````" if "```" in code else "```"
     line = f"`{source_file(target)}`: `{qualified_name(target)}`"

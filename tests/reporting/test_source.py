@@ -32,3 +32,11 @@ def test_show_source_returns_markdown_that_renders_in_jupyter() -> None:
     shown = show_source(UNetEncoder)
     assert type(shown).__name__ == "Markdown"
     assert shown._repr_markdown_().startswith("`petseg/models/unet.py`: `UNetEncoder`")
+
+
+def test_a_decorated_method_is_named_by_its_own_file() -> None:
+    from petseg.evaluation.calibration import CalibrationMeter  # update is wrapped by @torch.no_grad()
+
+    text = source_markdown(CalibrationMeter.update)
+    assert text.splitlines()[0] == "`petseg/evaluation/calibration.py`: `CalibrationMeter.update`"
+    assert "def update(self, probabilities" in text
