@@ -231,7 +231,7 @@ def hide_injected_parameters(path: Path | str) -> int:
     nb = json.loads(path.read_text(encoding="utf-8"))
     tagged = 0
     for cell in nb.get("cells", []):
-        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
             tagged += 1

@@ -232,12 +232,14 @@ def test_record_times_merges(tmp_path: Path) -> None:
 def test_the_injected_parameters_cell_is_removed_from_the_page(tmp_path: Path) -> None:
     executed = notebook(PARAMS, ("code", 'data = "/home/someone/oxford-iiit-pet"', ["injected-parameters"]),
                         ("code", "print(data)", []))
+    executed["cells"][2]["metadata"] = {}
     path = tmp_path / "chapter.ipynb"
     write_json(path, executed)
     assert book.hide_injected_parameters(path) == 1
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     assert cells[1]["metadata"]["tags"] == ["injected-parameters", "remove-cell"]
     assert "remove-cell" not in cells[0]["metadata"]["tags"]  # the notebook's own parameters cell stays
+    assert cells[2]["metadata"] == {}  # other cells are left as they were
     assert book.hide_injected_parameters(path) == 0  # already tagged: the file is left as it is
 
 
