@@ -62,8 +62,12 @@ def evaluate(model: nn.Module, dataset: Dataset, device: str | torch.device | No
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     meter = ConfusionMatrix(num_classes)
-    per_image: dict[str, list[np.ndarray]] = {}
+    # Per-image columns are allocated once for the whole dataset and filled batch by batch: appending small
+    # arrays between each batch's large temporaries fragments the C heap, which then grows with the number
+    # of images (benchmarks/eval_memory.py measured it).
+    columns = _PerImageColumns(len(dataset))
     use_amp = amp and device.type == "cuda"
+    start = 0
     try:
         for batch in loader:
             images, masks = batch_to_device(batch, device)
@@ -75,23 +79,41 @@ def evaluate(model: nn.Module, dataset: Dataset, device: str | torch.device | No
             batch_metrics = per_image_metrics(predictions, masks, num_classes)
             for key in ("iou", "dice"):
                 for class_index, name in enumerate(meter.class_names):
-                    per_image.setdefault(f"{key}_{name}", []).append(batch_metrics[key][:, class_index])
+                    columns.put(f"{key}_{name}", start, batch_metrics[key][:, class_index])
             for key in ("miou", "mdice", "pixel_accuracy", "valid_pixels"):
-                per_image.setdefault(key, []).append(batch_metrics[key])
+                columns.put(key, start, batch_metrics[key])
             if num_classes > 2:
                 pet = per_image_metrics(to_binary(predictions), to_binary(masks), 2)
-                per_image.setdefault("pet_iou", []).append(pet["iou"][:, 1])
+                columns.put("pet_iou", start, pet["iou"][:, 1])
                 # where the true pet pixels went: the species view of chapter 6 (a cat taken for a dog ...)
                 true_pet = (masks > 0) & (masks != IGNORE_INDEX)
                 for class_index, name in enumerate(meter.class_names):
                     counts = ((predictions == class_index) & true_pet).sum(dim=(1, 2))
-                    per_image.setdefault(f"pet_as_{name}", []).append(counts.cpu().numpy())
+                    columns.put(f"pet_as_{name}", start, counts.cpu().numpy())
+            start += len(predictions)
     finally:
         model.train(was_training)
     results = meter.compute()
     results["binary"] = meter.to_binary().compute()
-    results["per_image"] = {key: np.concatenate(values) for key, values in per_image.items()}
+    results["per_image"] = columns.result(start)
     return results
+
+
+class _PerImageColumns:
+    """Named 1-D columns of ``size`` rows, each allocated on first use with the dtype of its first values."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.columns = size, {}
+
+    def put(self, key: str, start: int, values: np.ndarray) -> None:
+        column = self.columns.get(key)
+        if column is None:
+            column = self.columns[key] = np.zeros(self.size, dtype=np.asarray(values).dtype)
+        column[start:start + len(values)] = values
+
+    def result(self, rows: int) -> dict[str, np.ndarray]:
+        """The columns, cut to the ``rows`` actually filled."""
+        return {key: column[:rows] for key, column in self.columns.items()}
 
 
 def _mask_batches(prepared: Any, stems: list[str], batch: int = 64) -> Iterator[torch.Tensor]:
