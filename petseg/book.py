@@ -379,6 +379,23 @@ def check_figures(html_dir: Path | str, chapters: Sequence[Chapter]) -> None:
         raise BookError("figure check failed:\n  " + "\n  ".join(problems))
 
 
+def check_named_figures(chapters: Sequence[Chapter]) -> None:
+    """Raise :class:`BookError` for every executed cell whose figure *name* (``mystnb.figure.name``) sits on a
+    number of images other than one: myst-nb gives each image the name, a duplicate target under ``-W``."""
+    problems = []
+    for chapter in chapters:
+        for cell in json.loads(chapter.output.read_text()).get("cells", []):
+            name = cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("name")
+            if not name:
+                continue
+            images = sum(1 for output in cell.get("outputs", []) if "image/png" in output.get("data", {}))
+            if images != 1:
+                problems.append(f"{chapter.name}: the figure named {name!r} drew {images} images; a name needs "
+                                f"exactly one (keep the caption, drop the name)")
+    if problems:
+        raise BookError("figure names:\n  " + "\n  ".join(problems))
+
+
 # ----------------------------------------------------------------------------------------- driver
 
 
@@ -407,6 +424,7 @@ def build_book(root: Path, profile: str = "quick", data: str | None = None, seed
     missing = [c.name for c in all_chapters if not c.output.is_file()]
     if missing:
         raise BookError(f"chapters never executed: {', '.join(missing)} (run without --chapter, or add them)")
+    check_named_figures(all_chapters)
     html_dir = build_html(root)
     check_figures(html_dir, all_chapters)
     _say(f"book built in {time.perf_counter() - start:.1f} s: {html_dir / 'index.html'}")

@@ -288,6 +288,21 @@ def test_a_captioned_figure_counts_as_a_figure(tmp_path: Path) -> None:
     book.check_figures(html, [captioned])
 
 
+def test_a_figure_name_on_more_or_fewer_than_one_image_is_refused_before_the_render(tmp_path: Path) -> None:
+    def chapter(name: str, images: int) -> Chapter:
+        output = tmp_path / f"{name}.ipynb"
+        cell = {"cell_type": "code", "metadata": {"mystnb": {"figure": {"caption": "c", "name": f"fig-{name}"}}},
+                "outputs": [{"output_type": "display_data", "data": {"image/png": "iVBOR"}}] * images}
+        plain = {"cell_type": "code", "metadata": {}, "outputs": [{"data": {"image/png": "x"}}] * 2}
+        output.write_text(json.dumps({"cells": [cell, plain]}))
+        return Chapter(name, Path("unused"), output, f"book/generated/{name}")
+
+    book.check_named_figures([chapter("one", 1)])
+    for images in (0, 2):
+        with pytest.raises(BookError, match=f"'fig-bad{images}' drew {images} images"):
+            book.check_named_figures([chapter("one", 1), chapter(f"bad{images}", images)])
+
+
 def test_every_named_chapter_figure_is_unique_and_captioned() -> None:
     root = Path(__file__).resolve().parents[1]
     names: list[str] = []
