@@ -256,11 +256,10 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
     if score == "mIoU":
         words += (" One seed per row: differences of about 0.02 mIoU are within the seed-to-seed spread (chapter 6 "
                   "measures it).")
-    other_data = sorted({record.get("data", {}).get("fingerprint") for record in records.values()} - {fingerprint})
+    other_data = {data.get("fingerprint"): data for data in (record.get("data", {}) for record in records.values())
+                  if data.get("fingerprint") != fingerprint}  # one entry per dataset the rows were trained on
     if this_build is not None and fingerprint is not None and other_data:
-        described = "; ".join(_data_words(record.get("data", {})) for record in
-                              {record.get("data", {}).get("fingerprint"): record for record in records.values()
-                               if record.get("data", {}).get("fingerprint") != fingerprint}.values())
+        described = "; ".join(_data_words(data) for data in other_data.values())
         return (words + f" **They were trained on other data than this page's** ({described}; this page: fingerprint "
                 f"{fingerprint}), so they are compared with each other only, not with this build's run; "
                 f"`petseg record {key} --label NAME --set ...` on this page's data gives comparable rows."), table
