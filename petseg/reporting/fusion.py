@@ -29,27 +29,32 @@ def versus(a: Row, b: Row, name_a: str, name_b: str, column: str = "mIoU") -> st
             f"({a[column]:.3f} vs {b[column]:.3f})")
 
 
-def _training_length_caveat(rows: Mapping[str, Row], epochs: Mapping[str, int], profile: str) -> str:
-    """The paragraph saying that the models trained for different numbers of epochs ('' when they did not)."""
-    if epochs["fusion_concat"] == epochs["unet"] and epochs["efficientnet_unet"] == epochs["unet"]:
+def _training_length_caveat(rows: Mapping[str, Row], steps: Mapping[str, int], profile: str) -> str:
+    """The paragraph saying that the models trained for different numbers of optimiser steps ('' when they did
+    not)."""
+    if steps["fusion_concat"] == steps["unet"] and steps["efficientnet_unet"] == steps["unet"]:
         return ""
-    caveat = (f"\n\n**Training length differs**: the fusion models trained for {epochs['fusion_concat']} epochs, the "
-              f"EfficientNet-UNet for {epochs['efficientnet_unet']}, the chapter 2 UNet for {epochs['unet']} (profile "
-              f"`{profile}`: the frozen encoder's forward pass makes each fusion epoch dearer, and the chapter must fit "
-              "its CI budget).")
+    caveat = (f"\n\n**Training length differs**: the fusion models trained for {steps['fusion_concat']:,} optimiser "
+              f"steps, the EfficientNet-UNet for {steps['efficientnet_unet']:,}, the chapter 2 UNet for "
+              f"{steps['unet']:,} (profile `{profile}`: the frozen encoder's forward pass makes each fusion step "
+              "dearer, and the chapter must fit its CI budget).")
     named = (("Concat", "fusion_concat"), ("FiLM", "fusion_film"), ("EfficientNet-UNet", "efficientnet_unet"))
-    shorter = [name for name, key in named if epochs[key] < epochs["unet"]]
+    shorter = [name for name, key in named if steps[key] < steps["unet"]]
+    longer = [name for name, key in named if steps[key] > steps["unet"] and rows[key]["mIoU"] > rows["unet"]["mIoU"]]
     ahead = [name for name, key in named if name in shorter and rows[key]["mIoU"] > rows["unet"]["mIoU"]]
     behind = [name for name in shorter if name not in ahead]
     if ahead:
         caveat += f" {', '.join(ahead)} {'is' if len(ahead) == 1 else 'are'} ahead of the UNet *despite* the shorter schedule."
     if behind:
         caveat += (f" {', '.join(behind)} {'trails' if len(behind) == 1 else 'trail'} the UNet and may be short of "
-                   "epochs rather than of ideas (FiLM starts as exactly the UNet).")
+                   "training rather than of ideas (FiLM starts as exactly the UNet).")
+    if longer:
+        caveat += (f" {', '.join(longer)} {'trained' if len(longer) > 1 else 'trained'} longer than the UNet: part of "
+                   f"{'its' if len(longer) == 1 else 'their'} lead may be the longer schedule.")
     return caveat
 
 
-def fusion_results_text(rows: Mapping[str, Row], epochs: Mapping[str, int], profile: str) -> str:
+def fusion_results_text(rows: Mapping[str, Row], steps: Mapping[str, int], profile: str) -> str:
     """"What this build measured": each fusion against the UNet and each other, the pretrained-encoder UNet
     against both, and a caveat when the training lengths differ."""
     concat, film, effnet, unet = (rows[key] for key in KEYS)
@@ -63,7 +68,7 @@ def fusion_results_text(rows: Mapping[str, Row], epochs: Mapping[str, int], prof
         f"its cat/dog Dice {effnet['Dice cat']:.3f}/{effnet['Dice dog']:.3f}.",
     ]
     return ("**What this build measured** (global vector: EfficientNet-Lite0, ImageNet):\n\n" + "\n".join(lines)
-            + _training_length_caveat(rows, epochs, profile))
+            + _training_length_caveat(rows, steps, profile))
 
 
 def blockiness_words(score: float) -> str:

@@ -1,7 +1,7 @@
 """The training loop shared by every petseg model: :func:`train`.
 
 Each epoch trains on the shuffled training set (the task's loss, AdamW, the LR schedule stepped every step,
-gradient clipping, mixed precision on CUDA), validates, appends a line to ``metrics.jsonl`` and writes
+gradient clipping, mixed precision on CUDA and, with ``cpu_bf16``, on CPUs with native bf16), validates, appends a line to ``metrics.jsonl`` and writes
 ``last.pt`` (and ``best.pt`` when the task's metric improved). What differs between segmentation,
 reconstruction and prompted models is the task object (:mod:`petseg.training.tasks`); the run's files are
 described in :mod:`petseg.training.checkpoints`. An epoch is re-seeded from ``(seed, epoch, rank)``, so it
@@ -31,7 +31,7 @@ from petseg.data.labels import NUM_CLASSES
 from petseg.evaluation.segmentation import batch_to_device
 from petseg.models.weights import unwrap_model
 from petseg.training import checkpoints as files
-from petseg.training.config import TASKS, TrainConfig
+from petseg.training.config import TASKS, TrainConfig, cpu_bf16_supported
 from petseg.training.distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -146,10 +146,16 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     use_amp = config.amp and device.type == "cuda"
     amp_dtype = torch.float16 if config.amp_dtype == "float16" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    train_bf16 = config.cpu_bf16 and device.type == "cpu" and cpu_bf16_supported()
     task.loss_fn.to(device)
 
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
+
+    def train_autocast() -> Any:
+        if train_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return autocast()
 
     start_epoch, history, resumed_from = 0, [], None
     if resume and last_path.exists():
@@ -174,7 +180,10 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
             find_unused_parameters=task.unused_parameters)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     report = TrainingReport(context.is_main and not progress_disabled(), progress.total_steps, progress.global_step)
-    report.plan(task.name, len(train_set), steps_per_epoch, steps_per_epoch < len(loader), config, len(val_set))
+    precision = "bf16 autocast" if train_bf16 else (str(amp_dtype).removeprefix("torch.") + " autocast" if use_amp
+                                                      else "fp32")
+    report.plan(task.name, len(train_set), steps_per_epoch, steps_per_epoch < len(loader), config, len(val_set),
+                precision)
 
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -190,7 +199,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         batches = iter(loader)
         for step in range(steps_per_epoch):
             images, masks = batch_to_device(next(batches), device)
-            with autocast():
+            with train_autocast():
                 loss = task.loss(task.forward(train_model, images, masks, rng=prompt_rng), images, masks)
             _optimiser_step(loss, optimizer, scaler, scheduler, trainable, config.grad_clip)
             progress.global_step += 1
@@ -206,7 +215,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         record: dict[str, Any] = {"epoch": epoch + 1, "global_step": progress.global_step,
                                   "lr": scheduler.get_last_lr()[0],
                                   "train_loss": train_loss_sum / (steps_per_epoch * context.world_size)}
-        record.update(validate(model, validation, device, task, autocast, context, num_classes))
+        record.update(validate(model, validation, device, task, train_autocast, context, num_classes))
         record["time_s"] = round(time.perf_counter() - started, 3)
         record = files.to_jsonable(record)
         improved = progress.improved(record.get(task.metric_name), task)

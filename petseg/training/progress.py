@@ -43,11 +43,11 @@ class TrainingReport:
             tqdm.write(f"[petseg train] {text}")
 
     def plan(self, task: str, items: int, steps_per_epoch: int, capped: bool, config: TrainConfig,
-             val_items: int) -> None:
+             val_items: int, precision: str = "fp32") -> None:
         cap = f" (capped by max_steps_per_epoch; an epoch holds {items:,} items)" if capped else ""
         resumed = f", resuming at step {self.start_step:,}" if self.start_step else ""
         self.say(f"{task}: {config.epochs} epochs x {steps_per_epoch:,} steps of {config.batch_size} items{cap} = "
-                 f"{self.total_steps:,} optimiser steps{resumed}; validation on {val_items:,} images after each epoch")
+                 f"{self.total_steps:,} optimiser steps in {precision}{resumed}; validation on {val_items:,} images after each epoch")
 
     def step(self, global_step: int) -> None:
         if self.estimated:

@@ -25,15 +25,18 @@ def test_versus_calls_small_gaps_level_and_names_the_direction_otherwise() -> No
 
 
 def test_results_text_adds_a_caveat_only_when_training_lengths_differ() -> None:
-    same = {"fusion_concat": 12, "fusion_film": 12, "efficientnet_unet": 12, "unet": 12}
+    same = {"fusion_concat": 480, "fusion_film": 480, "efficientnet_unet": 480, "unet": 480}
     text = fusion_results_text(rows(0.6, 0.62, 0.7, 0.55), same, "quick")
     assert text.startswith("**What this build measured**")
     assert "the better fusion (FiLM)" in text and "Training length differs" not in text
-    shorter = {**same, "fusion_concat": 8, "fusion_film": 8}
+    shorter = {**same, "fusion_concat": 320, "fusion_film": 320}
     text = fusion_results_text(rows(0.6, 0.5, 0.7, 0.55), shorter, "quick")
     assert "**Training length differs**" in text and "profile `quick`" in text
     assert "Concat is ahead of the UNet *despite* the shorter schedule." in text
-    assert "FiLM trails the UNet" in text
+    assert "FiLM trails the UNet" in text and "320 optimiser steps" in text
+    longer = {**same, "efficientnet_unet": 1200}
+    text = fusion_results_text(rows(0.6, 0.5, 0.7, 0.55), longer, "quick")
+    assert "EfficientNet-UNet trained longer than the UNet: part of its lead may be the longer schedule." in text
 
 
 def test_the_verdict_follows_which_fusion_and_which_model_won() -> None:

@@ -25,7 +25,7 @@ from petseg.models import build_model
 from petseg.models.autoencoder import ConvAutoencoder
 from petseg.provenance import collect_provenance
 from petseg.training.checkpoints import load_checkpoint, load_model_from_checkpoint
-from petseg.training.config import TrainConfig
+from petseg.training.config import TrainConfig, cpu_bf16_supported
 from petseg.training.distributed import select_device
 from petseg.training.loop import train
 from petseg.training.losses import SegmentationLoss, soft_dice_loss
@@ -366,8 +366,31 @@ def test_training_says_what_it_will_do_and_how_long_it_will_take(data, tmp_path,
     train(make_model(), *data, quick_config(epochs=2, batch_size=2, max_steps_per_epoch=7), tmp_path)
     out = capsys.readouterr().out
     assert "2 epochs x 7 steps of 2 items (capped by max_steps_per_epoch; an epoch holds 32 items) = 14 optimiser " \
-           "steps; validation on 12 images after each epoch" in out
+           "steps in fp32; validation on 12 images after each epoch" in out
     assert "s per step on its first steps: about" in out and "epoch 1/2 took" in out
     monkeypatch.setenv("PETSEG_PROGRESS", "0")
     train(make_model(), *data, quick_config(epochs=1, batch_size=8), tmp_path / "quiet")
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU has no native bf16 (AVX-512 BF16 / AMX)")
+def test_cpu_bf16_training_stays_within_noise_of_fp32(reference_run, data, tmp_path, monkeypatch, capsys) -> None:
+    """bf16 autocast (the profiles' ``cpu_bf16``) learns as fp32 does: the same run's validation metrics stay
+    within a few points, less than what a different seed moves them, and the plan line names the precision."""
+    monkeypatch.setenv("PETSEG_PROGRESS", "1")
+    bf16 = train(make_model(), *data, quick_config(cpu_bf16=True), tmp_path / "bf16")
+    assert "optimiser steps in bf16 autocast;" in capsys.readouterr().out
+    seed_1 = train(make_model(), *data, quick_config(seed=1), tmp_path / "seed1")
+    fp32, low = reference_run["history"][-1], bf16["history"][-1]
+    assert low["train_loss"] < 0.7 * bf16["history"][0]["train_loss"]
+    seed_noise = abs(seed_1["history"][-1]["val_miou"] - fp32["val_miou"])
+    assert abs(low["val_miou"] - fp32["val_miou"]) <= max(0.05, 2 * seed_noise)
+    assert abs(low["val_loss"] - fp32["val_loss"]) <= 0.1 * fp32["val_loss"]
+    assert low != fp32  # it really ran in bf16 (identical floats would mean autocast was off)
+
+
+def test_cpu_bf16_is_off_where_unsupported(data, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("petseg.training.loop.cpu_bf16_supported", lambda: False)
+    monkeypatch.setenv("PETSEG_PROGRESS", "1")
+    train(make_model(), *data, quick_config(cpu_bf16=True, epochs=1), tmp_path / "run")
+    assert "optimiser steps in fp32;" in capsys.readouterr().out
