@@ -59,7 +59,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: cuda when available, else cpu")
     parser.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
-                        help="mixed precision on CUDA (auto: bf16 if supported, else fp16); ignored on CPU")
+                        help="mixed precision on CUDA (auto: bf16 if supported, else fp16); on a CPU fp32 "
+                             "unless bf16 (autocast, both models; needs AVX-512 BF16 or AMX)")
+    parser.add_argument("--stem", choices=("full", "strided"),
+                        help="override the petseg UNet's stem (default: the config's; see petseg/models/unet.py)")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads in each run (0: default)")
     parser.add_argument("--ref-encoder", help="override the smp encoder of the reference (e.g. resnet34)")
     parser.add_argument("--ref-decoder", type=int, nargs=5, metavar="C",
@@ -143,7 +146,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     use_cuda = device.type == "cuda"
     if use_cuda:
         torch.backends.cudnn.benchmark = True
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec["amp"]) if use_cuda else None
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec["amp"])  # CPU: bf16 or None
 
     model = build(spec).to(device).train()
     parameters = count_parameters(model)
@@ -165,7 +168,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     def step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         with autocast():
-            loss = loss_fn(model(images), targets)
+            loss = loss_fn(model(images).float(), targets)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -236,7 +239,7 @@ def environment_info(device: str, amp: str) -> dict[str, str]:
         "torch_threads": str(torch.get_num_threads()),
         "device": device,
         "device_name": torch.cuda.get_device_name(0) if device == "cuda" else cpu,
-        "amp": amp if device == "cuda" else "off (fp32 on CPU)",
+        "amp": amp if device == "cuda" else ("bf16 autocast on CPU" if amp == "bf16" else "off (fp32 on CPU)"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "segmentation_models_pytorch": smp.__version__,
@@ -262,7 +265,17 @@ def resolve_device(choice: str) -> str:
 
 
 def resolve_amp(choice: str, device: str) -> str:
-    if device != "cuda" or choice == "off":
+    if device != "cuda":  # CPU: fp32 unless bf16 is asked for (both models, never for the headline ratio)
+        if choice == "fp16":
+            raise SystemExit("--amp fp16 is CUDA only; on a CPU use --amp bf16 or off")
+        if choice == "bf16":
+            from petseg.training.config import cpu_bf16_supported
+
+            if not cpu_bf16_supported():
+                raise SystemExit("--amp bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+            return "bf16"
+        return "off"
+    if choice == "off":
         return "off"
     if choice == "auto":
         import torch
@@ -282,12 +295,15 @@ def specs_for(args: argparse.Namespace, device: str, amp: str) -> list[dict[str,
     specs = []
     for config in configs:
         ours = dict(load_experiment_config("unet", config)["model"], n_classes=NUM_CLASSES)
+        if args.stem:
+            ours["stem"] = args.stem
         ref = dict(REFERENCES[config], encoder_weights=None, in_channels=3, classes=NUM_CLASSES)
         if args.ref_encoder:
             ref["encoder_name"] = args.ref_encoder
         if args.ref_decoder:
             ref["decoder_channels"] = list(args.ref_decoder)
-        ours_label = f"petseg UNet (w{ours['base_width']}-{ours['max_width']}, depth {ours['depth']})"
+        ours_label = (f"petseg UNet (w{ours['base_width']}-{ours['max_width']}, depth {ours['depth']}"
+                      f"{', strided stem' if ours.get('stem') == 'strided' else ''})")
         ref_label = f"smp.Unet {ref['encoder_name']} (dec {'-'.join(map(str, ref['decoder_channels']))})"
         variants = []
         for key in args.variants:
@@ -331,13 +347,15 @@ def memory_figure(row: dict[str, Any]) -> str:
 def markdown_tables(rows: list[dict[str, Any]], device: str) -> str:
     memory_header = "peak CUDA alloc MiB" if device == "cuda" else "peak RSS MiB (+ during training)"
     lines = [f"| config | size | model | params (M) | fwd GFLOP/img | steps (warm-up+timed) | img/s (median) "
-             f"| img/s min-max | ms/step | {memory_header} |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| img/s min-max | ms/step | achieved GFLOP/s | {memory_header} |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         gflops = "-" if row["fwd_gflop_per_img"] is None else f"{row['fwd_gflop_per_img']:.1f}"
+        # a training step costs about 3x the forward FLOPs (forward, gradient of the input, of the weights)
+        achieved = "-" if row["fwd_gflop_per_img"] is None else f"{3 * row['fwd_gflop_per_img'] * row['img_per_s']:.0f}"
         lines.append(f"| {row['config']} | {row['size']} | {row['label']} | {row['parameters'] / 1e6:.2f} "
                      f"| {gflops} | {row['warmup']}+{row['iters']} | {row['img_per_s']:.2f} | {row['min_img_per_s']:.2f}-{row['max_img_per_s']:.2f} "
-                     f"| {row['median_step_s'] * 1000:.0f} | {memory_figure(row)} |")
+                     f"| {row['median_step_s'] * 1000:.0f} | {achieved} | {memory_figure(row)} |")
     variant_rows = variant_ratios(rows)
     if variant_rows:
         lines += ["", "| config | size | model | img/s | **img/s / plain UNet** | memory / plain UNet |",

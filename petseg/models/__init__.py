@@ -213,7 +213,8 @@ def check_input_size(config: Mapping[str, Any], height: int, width: int) -> None
     if name in _UNET_ENCODERS:
         from petseg.models.unet import check_input_size as check_unet_input
 
-        check_unet_input(height, width, int(config.get("depth", defaults.get("depth"))))
+        check_unet_input(height, width, int(config.get("depth", defaults.get("depth"))),
+                         str(config.get("stem", defaults.get("stem", "full"))))
     elif name == "efficientnet_unet":
         from petseg.models.efficientnet_unet import EfficientNetUNet
 

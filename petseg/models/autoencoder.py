@@ -79,6 +79,7 @@ def unet_from_autoencoder(autoencoder: ConvAutoencoder, freeze_encoder: bool, n_
         max_width=int(hyper["max_width"]),
         dropout=float(hyper["dropout"]) if dropout is None else dropout,
         upsample=autoencoder.upsample if upsample is None else upsample,
+        stem=str(hyper.get("stem", "full")),
     )
     encoder_state = copy.deepcopy(autoencoder.encoder.state_dict())
     unet.encoder.load_state_dict(encoder_state)

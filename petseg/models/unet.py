@@ -5,7 +5,12 @@ Design (in the spirit of nnU-Net):
 * ``depth`` stages (default 6). Stage ``i`` works at resolution ``S / 2**i`` with ``widths[i]`` channels,
   ``widths[i] = min(base_width * 2**i, max_width)``.
 * Every stage is a :class:`ConvBlock`: (Conv3x3 -> InstanceNorm(affine) -> LeakyReLU(0.01)) x 2, then
-  spatial dropout (``nn.Dropout2d``, which drops whole channels).
+  spatial dropout (``nn.Dropout2d``, which drops whole channels). :class:`InstanceNorm` is
+  ``nn.InstanceNorm2d(affine=True)`` computed by GroupNorm's kernel with one group per channel: the same
+  numbers and parameters, faster on CPU.
+* ``stem="full"`` (the study's): stage 0 works at the input resolution. ``stem="strided"``: the first
+  convolution has stride 2, so every stage works at half the resolution (about a quarter of the FLOPs) and the
+  logits are up-sampled bilinearly to the input size at the end.
 * Down-sampling: 2x2 max-pooling. Up-sampling: 2x2 transposed convolution (``upsample="transpose"``)
   or bilinear interpolation followed by a 1x1 convolution (``upsample="bilinear"``).
 * Skip connections concatenate encoder stage ``i`` with the up-sampled decoder features.
@@ -22,11 +27,13 @@ from collections.abc import Sequence
 from typing import Self
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBlock", "UNet", "UNetDecoder", "UNetEncoder", "Upsample", "stage_widths"]
+__all__ = ["ConvBlock", "InstanceNorm", "UNet", "UNetDecoder", "UNetEncoder", "Upsample", "stage_widths"]
 
 UPSAMPLE_MODES = ("transpose", "bilinear")
+STEMS = ("full", "strided")
 
 
 def stage_widths(depth: int, base_width: int, max_width: int) -> list[int]:
@@ -38,28 +45,39 @@ def stage_widths(depth: int, base_width: int, max_width: int) -> list[int]:
     return [min(base_width * 2**stage, max_width) for stage in range(depth)]
 
 
-def check_input_size(height: int, width: int, depth: int) -> None:
+def check_input_size(height: int, width: int, depth: int, stem: str = "full") -> None:
     """Raise ValueError unless an input of this size fits a ``depth``-stage encoder (see module docstring)."""
-    factor = 2 ** (depth - 1)
+    factor = 2 ** (depth - 1) * (2 if stem == "strided" else 1)
     if height % factor or width % factor:
-        raise ValueError(f"input size {height}x{width} is not divisible by 2**(depth-1) = {factor} "
-                         f"(depth={depth}); resize or pad the images, e.g. to a multiple of {factor}")
+        raise ValueError(f"input size {height}x{width} is not divisible by {factor} "
+                         f"(depth={depth}, stem={stem}); resize or pad the images, e.g. to a multiple of {factor}")
     if depth > 1 and (height // factor < 2 or width // factor < 2):
         raise ValueError(f"input size {height}x{width} leaves a {height // factor}x{width // factor} "
                          f"bottleneck at depth={depth}; instance normalisation needs at least 2x2, so use "
                          f"inputs of at least {2 * factor}x{2 * factor} or a smaller depth")
 
 
-class ConvBlock(nn.Sequential):
-    """(Conv3x3 -> InstanceNorm2d(affine) -> LeakyReLU(0.01)) x 2 -> Dropout2d(p); keeps the spatial size."""
+class InstanceNorm(nn.GroupNorm):
+    """Instance normalisation with a learned scale and shift per channel: ``nn.InstanceNorm2d(affine=True)``
+    computed by GroupNorm's kernel (one group per channel), which is 1.5-2x faster on CPU. Same parameters
+    (``weight``, ``bias``), same outputs, no running statistics: checkpoints load either way."""
 
-    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__(num_groups=channels, num_channels=channels, eps=eps, affine=True)
+
+
+class ConvBlock(nn.Sequential):
+    """(Conv3x3 -> InstanceNorm(affine) -> LeakyReLU(0.01)) x 2 -> Dropout2d(p); keeps the spatial size
+    (``stride=2`` on the first convolution halves it: the strided stem)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, stride: int = 1) -> None:
         layers: list[nn.Module] = []
         channels = in_channels
-        for _ in range(2):
+        for index in range(2):
             layers += [
-                nn.Conv2d(channels, out_channels, kernel_size=3, padding=1, bias=False),
-                nn.InstanceNorm2d(out_channels, affine=True),
+                nn.Conv2d(channels, out_channels, kernel_size=3, padding=1, stride=stride if index == 0 else 1,
+                          bias=False),
+                InstanceNorm(out_channels),
                 nn.LeakyReLU(0.01, inplace=True),
             ]
             channels = out_channels
@@ -104,29 +122,33 @@ class UNetEncoder(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, depth: int = 6, base_width: int = 32, max_width: int = 512,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, stem: str = "full") -> None:
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         self.in_channels = in_channels
         self.depth = depth
         self.base_width = base_width
         self.max_width = max_width
         self.dropout = dropout
+        self.stem = stem
         self.widths = stage_widths(depth, base_width, max_width)
         self.pool = nn.MaxPool2d(kernel_size=2)
         channels = [in_channels, *self.widths]
         self.stages = nn.ModuleList(
-            ConvBlock(channels[stage], channels[stage + 1], dropout) for stage in range(depth)
+            ConvBlock(channels[stage], channels[stage + 1], dropout,
+                      stride=2 if stage == 0 and stem == "strided" else 1) for stage in range(depth)
         )
 
-    def hyperparameters(self) -> dict[str, int | float]:
+    def hyperparameters(self) -> dict[str, int | float | str]:
         """The constructor arguments, so a matching encoder (or UNet) can be rebuilt."""
         return {"in_channels": self.in_channels, "depth": self.depth, "base_width": self.base_width,
-                "max_width": self.max_width, "dropout": self.dropout}
+                "max_width": self.max_width, "dropout": self.dropout, "stem": self.stem}
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        check_input_size(images.shape[-2], images.shape[-1], self.depth)
+        check_input_size(images.shape[-2], images.shape[-1], self.depth, self.stem)
         features = []
-        x = images
+        x = images.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout for convolutions
         for stage_index, stage in enumerate(self.stages):
             if stage_index > 0:
                 x = self.pool(x)
@@ -190,10 +212,10 @@ class UNet(FreezableEncoder, nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, n_classes: int = 3, depth: int = 6, base_width: int = 32,
-                 max_width: int = 512, dropout: float = 0.1, upsample: str = "transpose") -> None:
+                 max_width: int = 512, dropout: float = 0.1, upsample: str = "transpose", stem: str = "full") -> None:
         super().__init__()
         self.n_classes = n_classes
-        self.encoder = UNetEncoder(in_channels, depth, base_width, max_width, dropout)
+        self.encoder = UNetEncoder(in_channels, depth, base_width, max_width, dropout, stem)
         self.decoder = UNetDecoder(self.encoder.widths, upsample, dropout)
         self.head = nn.Conv2d(self.encoder.widths[0], n_classes, kernel_size=1)
         self.encoder_frozen = False
@@ -204,8 +226,11 @@ class UNet(FreezableEncoder, nn.Module):
         return self.encoder.depth
 
     def check_input_size(self, height: int, width: int) -> None:
-        """Raise ValueError if ``height x width`` inputs do not fit this network's depth."""
-        check_input_size(height, width, self.depth)
+        """Raise ValueError if ``height x width`` inputs do not fit this network's depth (and stem)."""
+        check_input_size(height, width, self.depth, self.encoder.stem)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.decoder(self.encoder(images)))
+        logits = self.head(self.decoder(self.encoder(images)))
+        if self.encoder.stem == "strided":  # the stages worked at half resolution
+            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return logits

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from petseg.models import MODEL_REGISTRY, available_models, build_model, register_model
-from petseg.models.unet import UNet, UNetDecoder, UNetEncoder, stage_widths
+from petseg.models.unet import InstanceNorm, UNet, UNetDecoder, UNetEncoder, stage_widths
 
 torch.set_num_threads(1)
 
@@ -44,9 +44,9 @@ def test_encoder_returns_skip_features_and_decoder_consumes_them() -> None:
 def test_blocks_use_instance_norm_leaky_relu_and_spatial_dropout() -> None:
     model = UNet(depth=3, base_width=4, dropout=0.3)
     kinds = {type(module) for module in model.modules()}
-    assert {nn.InstanceNorm2d, nn.LeakyReLU, nn.Dropout2d, nn.MaxPool2d, nn.ConvTranspose2d} <= kinds
-    norms = [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
-    assert all(norm.affine for norm in norms)
+    assert {InstanceNorm, nn.LeakyReLU, nn.Dropout2d, nn.MaxPool2d, nn.ConvTranspose2d} <= kinds
+    norms = [m for m in model.modules() if isinstance(m, InstanceNorm)]
+    assert all(norm.affine and norm.num_groups == norm.num_channels for norm in norms)
     assert all(m.p == 0.3 for m in model.modules() if isinstance(m, nn.Dropout2d))
     assert all(m.negative_slope == 0.01 for m in model.modules() if isinstance(m, nn.LeakyReLU))
     assert isinstance(model.encoder, UNetEncoder) and isinstance(model.decoder, UNetDecoder)
@@ -56,7 +56,7 @@ def test_blocks_use_instance_norm_leaky_relu_and_spatial_dropout() -> None:
 @pytest.mark.parametrize("size", [(18, 16), (16, 10)])
 def test_input_size_not_divisible_raises_clear_error(size: tuple[int, int]) -> None:
     model = UNet(depth=3, base_width=4)  # needs multiples of 4
-    with pytest.raises(ValueError, match="divisible by 2\\*\\*\\(depth-1\\) = 4"):
+    with pytest.raises(ValueError, match="not divisible by 4 \\(depth=3, stem=full\\)"):
         model(torch.rand(1, 3, *size))
 
 
@@ -119,3 +119,37 @@ def test_registry_is_extendable() -> None:
             register_model("tiny_test_model")(lambda: nn.Identity())
     finally:
         MODEL_REGISTRY.pop("tiny_test_model")
+
+
+def test_instance_norm_is_torch_instance_norm_with_the_same_parameters() -> None:
+    """GroupNorm's kernel with one group per channel computes nn.InstanceNorm2d(affine=True), forward and
+    backward, and the two share their state-dict keys (checkpoints load either way)."""
+    torch.manual_seed(0)
+    ours, torchs = InstanceNorm(6), nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        ours.weight.normal_(), ours.bias.normal_()
+    torchs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 6, 9, 7, requires_grad=True)
+    y_ours, y_torch = ours(x), torchs(x)
+    torch.testing.assert_close(y_ours, y_torch, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(y_ours)
+    (g_ours,) = torch.autograd.grad(y_ours, x, grad)
+    (g_torch,) = torch.autograd.grad(y_torch, x, grad)
+    torch.testing.assert_close(g_ours, g_torch, atol=1e-5, rtol=1e-4)
+    channels_last = ours(x.detach().contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(channels_last, y_torch.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_strided_stem_halves_every_stage_and_returns_full_size_logits() -> None:
+    torch.manual_seed(0)
+    model = UNet(depth=3, base_width=4, max_width=16, stem="strided")
+    features = model.encoder(torch.rand(2, 3, 32, 32))
+    assert [f.shape[-1] for f in features] == [16, 8, 4]
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+    assert model.encoder.hyperparameters()["stem"] == "strided"
+    with pytest.raises(ValueError, match="not divisible by 8 \\(depth=3, stem=strided\\)"):
+        model(torch.rand(1, 3, 36, 36))
+    with pytest.raises(ValueError, match="stem must be one of"):
+        UNet(stem="wide")
+    full = UNet(depth=3, base_width=4, max_width=16)
+    assert sum(p.numel() for p in full.parameters()) == sum(p.numel() for p in model.parameters())
