@@ -160,7 +160,7 @@ def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str
             for class_name, iou in zip(test.get("class_names", []), test.get("iou", []), strict=False):
                 row[f"IoU {class_name}"] = round(float(iou), 3)
         row.update({"epochs": summary.get("epochs_completed"), "best epoch": summary.get("best_epoch"),
-                    "image px": data.get("image_size"),
+                    "image px": data.get("image_size"), "precision": summary.get("precision", "fp32"),
                     "changed from the profile": _changes(record.get("overrides") or {}) or "nothing",
                     "train s": record.get("train_seconds"),
                     "hardware": ", ".join(gpus) or f"CPU ({provenance.get('cpu_count')} cores)",

@@ -35,7 +35,8 @@ def describe_run(run: Run) -> str:
     epochs = f"{epochs} epochs" + (f" of at most {steps} steps" if steps else "")
     return (
         f"**{config['experiment']}** (`{run.path.name}`, {origin}): profile `{config['profile']}`, "
-        f"{data['image_size']} px, {epochs}, batch {train['batch_size']}, seed {results['seed']}, "
+        f"{data['image_size']} px, {epochs}, batch {train['batch_size']}{precision_words(summary)}, "
+        f"seed {results['seed']}, "
         f"{results['parameters']:,} parameters ({results['trainable_parameters']:,} trainable), "
         f"trained in {results['train_seconds']:.0f} s ({hardware}, host `{provenance.get('hostname', '?')}`); "
         f"data: {data['usable_pairs']:,} images of "
@@ -44,6 +45,12 @@ def describe_run(run: Run) -> str:
         f"weights initialised "
         f"{config.get('initialisation') or describe_weights(config.get('model') or {}) or ('from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)')}."
     )
+
+
+def precision_words(summary: dict) -> str:
+    """', training in bf16 autocast' when a run's steps ran in reduced precision ('' for fp32 or unknown)."""
+    precision = summary.get("precision")
+    return f", training in {precision}" if precision and precision != "fp32" else ""
 
 
 def evaluated_words(data: dict) -> str:

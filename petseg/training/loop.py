@@ -65,8 +65,8 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
 
     Returns ``{"run_dir", "task", "epochs", "epochs_completed", "global_step", "steps_per_epoch",
     "total_steps", "metric_name", "best_metric", "best_epoch", "world_size", "history", "last_checkpoint",
-    "best_checkpoint", "resumed_from_epoch"}``. The model ends with the *last* weights (``best_checkpoint``
-    holds the best ones).
+    "best_checkpoint", "resumed_from_epoch", "precision"}`` (precision: ``"fp32"``, ``"bf16 autocast"``, ...).
+    The model ends with the *last* weights (``best_checkpoint`` holds the best ones).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -243,4 +243,4 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     return {"run_dir": str(run_dir), "task": task.name, "epochs": config.epochs, "epochs_completed": config.epochs,
             **progress.as_dict(), "history": history, "last_checkpoint": str(last_path),
             "best_checkpoint": str(best_path) if progress.best_epoch is not None else None,
-            "resumed_from_epoch": resumed_from}
+            "resumed_from_epoch": resumed_from, "precision": precision}
