@@ -258,7 +258,8 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
                   "measures it).")
     other_data = {data.get("fingerprint"): data for data in (record.get("data", {}) for record in records.values())
                   if data.get("fingerprint") != fingerprint}  # one entry per dataset the rows were trained on
-    if this_build is not None and fingerprint is not None and other_data:
+    same_data = table["data fingerprint"] == fingerprint
+    if this_build is not None and fingerprint is not None and other_data and not same_data.any():
         described = "; ".join(_data_words(data) for data in other_data.values())
         return (words + f" **They were trained on other data than this page's** ({described}; this page: fingerprint "
                 f"{fingerprint}), so they are compared with each other only, not with this build's run; "
@@ -266,10 +267,21 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
     if this_build is not None:
         own = reference_table({"this build": {**this_build, "key": key, "label": "none (this build)"}},
                               per_class=True)
+        if fingerprint is not None and other_data:  # rows on this page's data first, then the others
+            others, table = table[~same_data], table[same_data]
+        else:
+            others = table.iloc[0:0]
         table = pd.concat([own, table])  # this build's run first, then the best variant
         if score is not None and score in own:
             baseline, best = table[score].iloc[0], table.iloc[1]
-            words += (f" The best recorded variant, `{best['ablation']}` ({best['changed from the profile']}), "
-                      f"reaches {score} {best[score]:.3f}, {best[score] - baseline:+.3f} against this build's run.")
+            words += (f" The best recorded variant on this page's data, `{best['ablation']}` "
+                      f"({best['changed from the profile']}), reaches {score} {best[score]:.3f}, "
+                      f"{best[score] - baseline:+.3f} against this build's run.")
             table.insert(table.columns.get_loc(score) + 1, f"{score} change", (table[score] - baseline).round(3))
+        if len(others):
+            described = "; ".join(_data_words(data) for data in other_data.values())
+            words += (f" The last {len(others)} row{'s were' if len(others) > 1 else ' was'} trained on other data "
+                      f"({described}) and {'have' if len(others) > 1 else 'has'} no change figure: a difference "
+                      "there would compare two datasets.")
+            return words, pd.concat([table, others])
     return words + _other_data_warning(table, fingerprint), table

@@ -185,11 +185,24 @@ def test_recorded_ablations_table_ranks_variants_below_this_builds_run(tmp_path:
                                                                                               "mIoU"]
     assert list(table["mIoU change"]) == [0.0, 0.2, 0.1]
     assert "seed 0" in text and "Data differs" not in text and "`big` (train.epochs=48), reaches mIoU 0.700, +0.200" in text
+    assert "on this page's data" in text
     assert "Data differs" in reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="zzz")[0]
     # recorded on other data: no row for this build and no change against it, which would compare two datasets
     text, table = reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="zzz", this_build=this_build)
     assert list(table["ablation"]) == ["big", "small"] and "mIoU change" not in table
     assert "trained on other data than this page's" in text and "fingerprint abc" in text and "+0.200" not in text
+    # mixed: a row on this page's data is compared, the rows on other data are listed last without a change
+    run_dir = tmp_path / "runs" / "here"
+    fake_run_dir(run_dir.parent, "here", profile="quick")
+    here = json.loads((run_dir / "results.json").read_text())
+    here["data"] = {**here["data"], "fingerprint": "zzz"}
+    here["provenance"] = {**here.get("provenance", {}), "data_fingerprint": "zzz"}
+    (run_dir / "results.json").write_text(json.dumps({**here, "test": result(0.55, 0.35)}))
+    reference_runs.record_run(run_dir, "unet", tmp_path / "ref", label="here")
+    text, table = reference_runs.recorded_ablations("unet", tmp_path / "ref", fingerprint="zzz", this_build=this_build)
+    assert list(table["ablation"]) == ["none (this build)", "here", "big", "small"]
+    assert list(table["mIoU change"])[:2] == [0.0, 0.05] and table["mIoU change"].iloc[2:].isna().all()
+    assert "`here` (nothing), reaches mIoU 0.550, +0.050" in text and "The last 2 rows were trained on other data" in text
     for label, ssim in (("short", 0.3), ("long", 0.6)):  # autoencoders rank by SSIM
         fake_run_dir(tmp_path / "runs", f"autoencoder-{label}", ssim=ssim, psnr=20.0)
         reference_runs.record_run(tmp_path / "runs" / f"autoencoder-{label}", "autoencoder", tmp_path / "ref",
