@@ -285,3 +285,19 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
                       "there would compare two datasets.")
             return words, pd.concat([table, others])
     return words + _other_data_warning(table, fingerprint), table
+
+
+def ablation_target_words(table: pd.DataFrame | None, fingerprint: str | None, target: float) -> str:
+    """'Against the full profile's target of mIoU 0.80: ...' over the rows of ``table`` (from
+    :func:`recorded_ablations`) trained on this page's data ('' when there are none)."""
+    if table is None or fingerprint is None or "mIoU" not in table:
+        return ""
+    rows = table[table["data fingerprint"] == fingerprint]
+    if rows.empty:
+        return ""
+    best = float(rows["mIoU"].max())
+    side = "short of" if best < target else "above"
+    pet = rows["pet vs bg mIoU"] if "pet vs bg mIoU" in rows else pd.Series(dtype=float)
+    span = (f"; their pet-vs-background mIoU spans {pet.min():.3f} to {pet.max():.3f}" if pet.notna().any() else "")
+    return (f"Against the full profile's target of mIoU {target:.2f}: the best of the rows on this page's data "
+            f"reaches {best:.3f}, {abs(target - best):.3f} {side} it{span}.")

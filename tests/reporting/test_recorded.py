@@ -203,6 +203,11 @@ def test_recorded_ablations_table_ranks_variants_below_this_builds_run(tmp_path:
     assert list(table["ablation"]) == ["none (this build)", "here", "big", "small"]
     assert list(table["mIoU change"])[:2] == [0.0, 0.05] and table["mIoU change"].iloc[2:].isna().all()
     assert "`here` (nothing), reaches mIoU 0.550, +0.050" in text and "The last 2 rows were trained on other data" in text
+    words = reference_runs.ablation_target_words(table, "zzz", 0.80)
+    assert words.startswith("Against the full profile's target of mIoU 0.80: the best of the rows on this page's "
+                            "data reaches 0.550, 0.250 short of it")  # big (0.70) was trained on other data
+    assert reference_runs.ablation_target_words(table, "nope", 0.80) == ""
+    assert reference_runs.ablation_target_words(None, "zzz", 0.80) == ""
     for label, ssim in (("short", 0.3), ("long", 0.6)):  # autoencoders rank by SSIM
         fake_run_dir(tmp_path / "runs", f"autoencoder-{label}", ssim=ssim, psnr=20.0)
         reference_runs.record_run(tmp_path / "runs" / f"autoencoder-{label}", "autoencoder", tmp_path / "ref",
