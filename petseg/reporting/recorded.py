@@ -123,7 +123,8 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
 
 
 def load_reference_results(profile: str = "full", root: str | Path = REFERENCE_DIR) -> dict[str, dict[str, Any]]:
-    """The recorded results of ``profile``, keyed ``"<key>-s<seed>"``, in file-name order ({} if none)."""
+    """The recorded results of ``profile``, keyed ``"<key>-s<seed>"``, in file-name order ({} if none); an experiment
+    recorded under an old name is given its current one."""
     folder = Path(root) / profile
     if not folder.is_dir():
         return {}
@@ -132,8 +133,21 @@ def load_reference_results(profile: str = "full", root: str | Path = REFERENCE_D
         record = json.loads(path.read_text())
         if record.get("format") != RECORD_FORMAT:
             raise ValueError(f"{path}: unknown record format {record.get('format')!r} (expected {RECORD_FORMAT})")
-        records[path.stem] = record
+        records[path.stem] = _under_current_names(record)
     return records
+
+
+def _under_current_names(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with a renamed experiment under its current name, in its results, provenance and config
+    (:data:`petseg.config.RENAMED_EXPERIMENTS`: records made before issue 15 say ``clip_unet`` for ``fusion_unet``).
+    The committed file is not changed, and run names and paths stay as they were: they name folders on the
+    machine that trained."""
+    from petseg.config import current_experiment_name
+
+    for part in (record, record.get("provenance"), record.get("config")):
+        if isinstance(part, dict) and isinstance(part.get("experiment"), str):
+            part["experiment"] = current_experiment_name(part["experiment"])
+    return record
 
 
 def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | None = None,

@@ -215,6 +215,28 @@ def test_checkpoint_round_trip_through_the_trainer_loader(fusion: str, tmp_path:
         torch.testing.assert_close(restored(images), model(images), rtol=0, atol=0)
 
 
+def test_a_checkpoint_written_before_the_rename_still_loads(tmp_path: Path) -> None:
+    """Issue 15: runs of experiment ``clip_unet`` saved class ``GlobalFusionUNet``; the builder was ``fusion_unet``
+    then as now and the state keys are unchanged, so such a checkpoint (and its run folder) loads as it was."""
+    from petseg.demo.models import find_finished_runs, full_image_option
+
+    model = small_fusion("film")
+    run = tmp_path / "clip_unet-film-quick-s0-0123456789"  # the run folder name of the old experiment
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "model_config": model.petseg_config, "model_class": "GlobalFusionUNet",
+                "task": "segmentation", "config": {"epochs": 1}}, run / "best.pt")
+    (run / "experiment.json").write_text(json.dumps({"config": {"experiment": "clip_unet", "task": "segmentation"},
+                                                     "data": {"image_size": 32}}))
+    (run / "results.json").write_text(json.dumps({"experiment": "clip_unet", "test": {"miou": 0.5}}))
+    found = find_finished_runs(tmp_path, "segmentation")  # the demo offers it under the catalog model's key
+    assert [(item.spec_key, item.path) for item in found] == [("fusion_film", run)]
+    restored = full_image_option(found[0]).load().model
+    assert isinstance(restored, FusionUNet) and restored.fusion == "film"
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(images), model.eval()(images), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("fusion", ["concat", "film"])
 def test_weights_description_from_config_matches_the_built_model(fusion: str) -> None:
     model = small_fusion(fusion)

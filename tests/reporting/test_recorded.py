@@ -224,3 +224,22 @@ def test_record_reference_runs_with_a_label_tags_the_runs_and_the_upstream_recor
     assert args.label == "epochs48"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["record", "unet", "--label", "two words"])
+
+
+def test_a_record_made_under_an_old_experiment_name_is_read_under_the_new_one(tmp_path: Path) -> None:
+    """Issue 15: clip_unet is now fusion_unet; records made before keep their file, and are read as fusion_unet."""
+    run_dir = fake_run_dir(tmp_path / "runs", "clip_unet-film-full-s0-x")
+    results = json.loads((run_dir / "results.json").read_text())
+    results["provenance"]["experiment"] = "clip_unet"
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (run_dir / "config.json").write_text(json.dumps({"experiment": "clip_unet", "train": {"epochs": 60}}))
+    path = reference_runs.record_run(run_dir, "fusion_film", tmp_path / "ref")
+    assert json.loads(path.read_text())["experiment"] == "clip_unet"  # written as it was
+
+    loaded = reference_runs.load_reference_results("full", tmp_path / "ref")["fusion_film-s0"]
+    assert loaded["experiment"] == loaded["provenance"]["experiment"] == loaded["config"]["experiment"] == "fusion_unet"
+    assert loaded["run_name"] == "clip_unet-film-full-s0-x"  # a folder's name on the machine that trained
+    assert json.loads(path.read_text())["experiment"] == "clip_unet"  # the file is not changed
+    text, table = reference_runs.recorded_summary(["fusion_film"], "full", tmp_path / "ref")
+    assert table is not None and list(table.index) == ["fusion_film-s0"] and "No `full`" not in text
+
