@@ -171,11 +171,12 @@ def _record(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     args.data = _check_run_settings(args, [(CATALOG[key].experiment, settings.merge(CATALOG[key].overrides, overrides))
                                for key in args.models])
-    from petseg.reporting.recorded import REFERENCE_DIR, record_reference_runs
+    from petseg.paths import recorded_runs_dir
+    from petseg.reporting.recorded import record_reference_runs
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     budget = args.budget_minutes * 60 if args.budget_minutes else None
-    written = record_reference_runs(args.models, args.profile, args.data, args.seed, args.out or REFERENCE_DIR,
+    written = record_reference_runs(args.models, args.profile, args.data, args.seed, args.out or recorded_runs_dir(),
                                     overrides=overrides, budget_seconds=budget,
                                     label=args.label, runs_dir=args.runs_dir, device=args.device)
     print(json.dumps({key: str(path) if path else None for key, path in written.items()}, indent=1))

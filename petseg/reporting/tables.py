@@ -43,7 +43,6 @@ SUMMARY_METRICS = ("miou", "mdice", "accuracy", "pet_iou", "pet_dice")
 METRIC_LABELS = {"miou": "mIoU", "mdice": "mDice", "accuracy": "pixel accuracy", "pet_iou": "pet IoU",
                  "pet_dice": "pet Dice", "binary_miou": "binary mIoU", "binary_mdice": "binary mDice",
                  "binary_accuracy": "binary accuracy"}
-REFERENCE_DIR = "book/reference_run"
 ENVIRONMENT_PAGE = "environment.md"
 
 
@@ -283,7 +282,7 @@ def export_reference(table: pd.DataFrame, folder: Path | str, extra: Mapping[str
     """Write the seed table (and ``extra`` named tables) as CSV + a provenance JSON into ``folder``.
 
     Meant for a ``full``-profile build (e.g. on a GPU): the few KB of results are committed under
-    :data:`REFERENCE_DIR` and shown by the book beside the quick build's numbers (no checkpoints).
+    :data:`petseg.paths.RECORDED_RUNS_DIR` and shown by the book beside the quick build's numbers (no checkpoints).
     """
     from petseg.provenance import collect_provenance
 

@@ -243,3 +243,18 @@ def test_a_record_made_under_an_old_experiment_name_is_read_under_the_new_one(tm
     text, table = reference_runs.recorded_summary(["fusion_film"], "full", tmp_path / "ref")
     assert table is not None and list(table.index) == ["fusion_film-s0"] and "No `full`" not in text
 
+
+def test_the_committed_records_are_found_under_current_names() -> None:
+    """book/reference_run (petseg.paths.RECORDED_RUNS_DIR) is the default; its fusion record predates the rename."""
+    from petseg.catalog import CATALOG
+    from petseg.paths import RECORDED_RUNS_DIR, recorded_runs_dir
+
+    assert recorded_runs_dir().relative_to(recorded_runs_dir().parents[1]).as_posix() == RECORDED_RUNS_DIR
+    for profile in ("standard", reference_runs.ABLATIONS):
+        for name, record in reference_runs.load_reference_results(profile).items():
+            assert record["key"] in CATALOG or record["key"] == "autoencoder", name
+            assert record["experiment"] in (CATALOG[record["key"]].experiment if record["key"] in CATALOG
+                                            else "autoencoder"), name
+    assert reference_runs.load_reference_results("standard")["fusion_film-s0"]["experiment"] == "fusion_unet"
+    _, table = reference_runs.recorded_summary(["fusion_film"], "standard")
+    assert table is not None and "fusion_film-s0" in table.index
