@@ -74,13 +74,13 @@ register(ModelSpec("ae_unet_finetuned", "AE+UNet, fine-tuned encoder", "ae_unet"
                    tag="finetuned", overrides={"model": {"freeze_encoder": False}}))
 # chapter 4 (pretrained semantics) and chapter 5 (SAM 2) register their variants below.
 # chapter 4: the study's global-vector fusion (and FiLM) with the encoder whose weights exist on the build machines
-# (EfficientNet-Lite0, ImageNet); CLIP runs through an override (petseg.models.clip_unet, clip_unet.yaml).
-register(ModelSpec("fusion_concat", "global-vector fusion (EfficientNet-Lite0, concat)", "clip_unet",
-                   chapter="04_clip_unet", tag="concat", overrides={"model": {"fusion": "concat"}}))
-register(ModelSpec("fusion_film", "global-vector fusion (EfficientNet-Lite0, FiLM)", "clip_unet",
-                   chapter="04_clip_unet", tag="film", overrides={"model": {"fusion": "film"}}))
+# (EfficientNet-Lite0, ImageNet); CLIP runs through an override (petseg.models.fusion_unet, fusion_unet.yaml).
+register(ModelSpec("fusion_concat", "global-vector fusion (EfficientNet-Lite0, concat)", "fusion_unet",
+                   chapter="04_fusion_unet", tag="concat", overrides={"model": {"fusion": "concat"}}))
+register(ModelSpec("fusion_film", "global-vector fusion (EfficientNet-Lite0, FiLM)", "fusion_unet",
+                   chapter="04_fusion_unet", tag="film", overrides={"model": {"fusion": "film"}}))
 register(ModelSpec("efficientnet_unet", "UNet on pretrained EfficientNet-Lite0 (ImageNet)", "efficientnet_unet",
-                   chapter="04_clip_unet"))
+                   chapter="04_fusion_unet"))
 # chapter 5: SAM 2, prompted pet vs background (binary), evaluated with clicks and boxes
 register(ModelSpec("sam2_effnet", "SAM 2 decoder on pretrained EfficientNet-Lite0 (frozen)", "sam2_effnet",
                    chapter="05_sam2", task="prompted"))

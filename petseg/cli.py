@@ -122,7 +122,16 @@ def _check_run_settings(args: argparse.Namespace, experiments: list[tuple[str, d
     return os.path.abspath(root) if root else None
 
 
+class _ExperimentChoices(list):
+    """The experiments ``train`` offers (its help and argparse's error list them); a renamed experiment's old name
+    is let through as well, so that :func:`petseg.config.check_experiment_name` says what it is called now."""
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or name in settings.RENAMED_EXPERIMENTS
+
+
 def _train(args: argparse.Namespace) -> int:
+    settings.check_experiment_name(args.model)  # an old name: one line naming the new one
     overrides = parse_overrides(args.set)
     if args.epochs is not None:
         overrides = settings.merge(overrides, {"train": {"epochs": args.epochs}})
@@ -162,11 +171,12 @@ def _record(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     args.data = _check_run_settings(args, [(CATALOG[key].experiment, settings.merge(CATALOG[key].overrides, overrides))
                                for key in args.models])
-    from petseg.reporting.recorded import REFERENCE_DIR, record_reference_runs
+    from petseg.paths import recorded_runs_dir
+    from petseg.reporting.recorded import record_reference_runs
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     budget = args.budget_minutes * 60 if args.budget_minutes else None
-    written = record_reference_runs(args.models, args.profile, args.data, args.seed, args.out or REFERENCE_DIR,
+    written = record_reference_runs(args.models, args.profile, args.data, args.seed, args.out or recorded_runs_dir(),
                                     overrides=overrides, budget_seconds=budget,
                                     label=args.label, runs_dir=args.runs_dir, device=args.device)
     print(json.dumps({key: str(path) if path else None for key, path in written.items()}, indent=1))
@@ -238,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=_data_prepare)
 
     train = commands.add_parser("train", help="train (or resume) a model; reuses a finished identical run")
-    train.add_argument("model", choices=settings.available_experiments())
+    train.add_argument("model", choices=_ExperimentChoices(settings.available_experiments()))
     train.add_argument("--profile", default="quick", choices=list(PROFILES))
     train.add_argument("--data", help="dataset folder (default: $PETSEG_DATA, else download)")
     train.add_argument("--seed", type=int, default=0)

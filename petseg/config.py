@@ -72,7 +72,25 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+# Experiments renamed since runs were recorded under their old name (issue 15: one name per model): old -> new.
+# The old name is refused with one line naming the new one (``petseg train clip_unet``); what was written under
+# it (recorded results, run folders) is read under the new one (petseg.reporting.recorded, petseg.demo.models).
+RENAMED_EXPERIMENTS = {"clip_unet": "fusion_unet"}
+
+
+def current_experiment_name(name: str) -> str:
+    """What experiment ``name`` is called now: a renamed experiment's new name, any other name unchanged."""
+    return RENAMED_EXPERIMENTS.get(name, name)
+
+
+def former_experiment_names(name: str) -> list[str]:
+    """The old names of experiment ``name`` (sorted; [] if it was never renamed)."""
+    return sorted(old for old, new in RENAMED_EXPERIMENTS.items() if new == name)
+
+
 def check_experiment_name(name: str) -> str:
+    if name in RENAMED_EXPERIMENTS:
+        raise ConfigError(f"experiment {name!r} is now called {RENAMED_EXPERIMENTS[name]!r}")
     if name not in available_experiments():
         raise ConfigError(f"unknown experiment {name!r}; valid: {', '.join(available_experiments())}")
     return name

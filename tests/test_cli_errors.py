@@ -73,6 +73,17 @@ def test_bad_train_settings_are_one_line_and_leave_nothing_behind(
     assert nothing_in(env["runs"]) and nothing_in(env["cache"])  # no run folder, not even a data cache
 
 
+def test_an_old_experiment_name_names_the_new_one(env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: experiment clip_unet is now fusion_unet (its global vector is not CLIP unless asked for)."""
+    assert main(["train", "clip_unet", "--runs-dir", str(env["runs"])]) == 1
+    assert one_line_error(capsys) == "petseg: experiment 'clip_unet' is now called 'fusion_unet'"
+    assert nothing_in(env["runs"]) and nothing_in(env["cache"])
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    listed = capsys.readouterr().out
+    assert "fusion_unet" in listed and "clip_unet" not in listed  # recognised, not offered
+
+
 def test_image_size_message_names_sizes_that_fit(env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "unet", "--set", "data.image_size=100", "--runs-dir", str(env["runs"])]) == 1
     assert "sizes that fit near 100: 96, 128" in one_line_error(capsys)

@@ -44,7 +44,7 @@ def test_configs_are_the_same_as_with_the_old_merge(profile: str) -> None:
     """Same resolved configs (types included, so ints stay ints) -> same run keys -> cached runs stay valid."""
     cases = [(name, None) for name in settings.available_experiments()]
     cases += [(spec.experiment, spec.overrides) for spec in CATALOG.values()]
-    cases += [("clip_unet", {"model": {"global_encoder": {"backend": "clip", "model_name": "ViT-B-16",
+    cases += [("fusion_unet", {"model": {"global_encoder": {"backend": "clip", "model_name": "ViT-B-16",
                                                           "image_size": None}}}),
               ("ae_unet", {"train": {"epochs": 1}, "upstream": {"train": {"epochs": 32}}})]
     for name, own in cases:

@@ -28,6 +28,8 @@ def test_configs_merge_profiles_and_reject_unknowns():
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     with pytest.raises(ValueError, match="unknown experiment"):
         load_experiment_config("resnet", "quick")
+    with pytest.raises(ValueError, match="experiment 'clip_unet' is now called 'fusion_unet'"):  # issue 15
+        load_experiment_config("clip_unet", "quick")
     with pytest.raises(ValueError, match="profile"):
         load_experiment_config("unet", "medium")
 

@@ -42,3 +42,15 @@ def test_runs_default_to_the_checkouts_runs_folder_from_notebooks(tmp_path: Path
     monkeypatch.setenv("PETSEG_RUNS", str(tmp_path / "elsewhere"))  # the variable always wins
     monkeypatch.chdir(root / "notebooks")
     assert default_runs_dir() == (tmp_path / "elsewhere").resolve()
+
+
+def test_recorded_runs_have_one_folder_name(tmp_path: Path) -> None:
+    """petseg.paths.RECORDED_RUNS_DIR is the one definition (issue 15; it was REFERENCE_DIR, twice)."""
+    import petseg
+    from petseg.paths import RECORDED_RUNS_DIR, recorded_runs_dir
+    from petseg.reporting import recorded, tables
+
+    assert recorded_runs_dir(tmp_path) == tmp_path / "book" / "reference_run" == tmp_path / RECORDED_RUNS_DIR
+    assert recorded_runs_dir() == Path(petseg.__file__).resolve().parent.parent / RECORDED_RUNS_DIR
+    assert (recorded_runs_dir() / "standard").is_dir()  # the committed records
+    assert not hasattr(tables, "REFERENCE_DIR") and not hasattr(recorded, "REFERENCE_DIR")

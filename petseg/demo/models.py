@@ -48,14 +48,16 @@ def find_finished_runs(runs_dir: str | Path, task: str, profile: str | None = No
     """The newest finished run per (catalog model, profile) of ``task`` under ``runs_dir``, catalog order;
     only ``profile``'s runs when it is given."""
     from petseg import catalog
+    from petseg.config import former_experiment_names
 
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     found: list[FinishedRun] = []
     for spec in catalog.models(task):
-        prefix = f"{spec.experiment}-{spec.tag}" if spec.tag else spec.experiment
-        pattern = re.compile(rf"^{re.escape(prefix)}-(quick|full)-s(\d+)-[0-9a-f]{{10}}$")
+        names = [spec.experiment, *former_experiment_names(spec.experiment)]  # runs trained before a rename too
+        prefixes = "|".join(re.escape(f"{name}-{spec.tag}" if spec.tag else name) for name in names)
+        pattern = re.compile(rf"^(?:{prefixes})-(quick|full)-s(\d+)-[0-9a-f]{{10}}$")
         newest: dict[str, tuple[float, FinishedRun]] = {}
         for path in runs_dir.iterdir():
             match = pattern.match(path.name)

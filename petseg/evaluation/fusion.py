@@ -1,6 +1,6 @@
 """What a fusion UNet's global image vector changes (chapters 4 and 7): swap it for another image's.
 
-:func:`swap_vectors` runs a :class:`~petseg.models.clip_unet.GlobalFusionUNet` with its own vectors and with
+:func:`swap_vectors` runs a :class:`~petseg.models.fusion_unet.FusionUNet` with its own vectors and with
 donors'; :func:`swap_with_other_species` takes the donors from the other species of a dataset;
 :func:`fusion_diagnostics` measures the effect over a whole dataset; :func:`block_artifact_score` says how
 blocky a map is on a grid.
@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from petseg.models.clip_unet import GlobalFusionUNet
+from petseg.models.fusion_unet import FusionUNet
 
 __all__ = ["block_artifact_score", "fusion_diagnostics", "other_species_donors", "swap_vectors",
            "swap_with_other_species"]
 
 
 @torch.no_grad()
-def swap_vectors(model: GlobalFusionUNet, images: torch.Tensor, donor_images: torch.Tensor) -> dict[str, Any]:
+def swap_vectors(model: FusionUNet, images: torch.Tensor, donor_images: torch.Tensor) -> dict[str, Any]:
     """Run ``model`` on ``images`` with their own global vectors and with those of ``donor_images``.
 
     Returns numpy arrays: ``own`` and ``swapped`` softmax probabilities [N, C, H, W] and ``margin_change``
@@ -89,7 +89,7 @@ def other_species_donors(masks: Any) -> Any:
 
 
 @torch.no_grad()
-def swap_with_other_species(model: GlobalFusionUNet, dataset: Any, indices: Sequence[int]) -> dict[str, Any]:
+def swap_with_other_species(model: FusionUNet, dataset: Any, indices: Sequence[int]) -> dict[str, Any]:
     """:func:`swap_vectors` for the ``indices`` of a dataset of ``(image [3, H, W] in [0, 1], mask)`` pairs,
     each image taking the vector of an image of the other species of the same dataset
     (:func:`other_species_donors`). Adds ``images`` (uint8 [N, H, W, 3], for plotting), ``donors`` (the
@@ -136,7 +136,7 @@ def fusion_diagnostics(models: Mapping[str, nn.Module], dataset: Any, block: int
         own_margins, changes, flips = [], [], []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
-            if isinstance(model, GlobalFusionUNet):
+            if isinstance(model, FusionUNet):
                 out = swap_vectors(model, batch, images[donors[start:start + batch_size]])
                 own = out["own"]
                 changes.append(out["margin_change"])

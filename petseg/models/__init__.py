@@ -7,10 +7,10 @@
 Add a model by registering a builder (keep heavy imports inside the builder so ``petseg.models`` stays
 cheap to import)::
 
-    @register_model("clip_unet")
-    def _build_clip_unet(**kwargs) -> nn.Module:
-        from petseg.models.clip_unet import ClipUNet
-        return ClipUNet(**kwargs)
+    @register_model("my_unet")
+    def _build_my_unet(**kwargs) -> nn.Module:
+        from petseg.models.my_unet import MyUNet
+        return MyUNet(**kwargs)
 
 The returned module carries the config it was built from as ``model.petseg_config``; the trainer stores it
 in checkpoints so a model can be rebuilt from a checkpoint alone. A builder whose config names files the
@@ -125,9 +125,9 @@ def _build_efficientnet_unet(**kwargs: Any) -> nn.Module:
 @register_model("fusion_unet", rebuild=_fusion_checkpoint_config)
 def _build_fusion_unet(**kwargs: Any) -> nn.Module:
     """Chapter 4: the UNet with a frozen global image vector (CLIP or EfficientNet-Lite0) fused in."""
-    from petseg.models.clip_unet import GlobalFusionUNet
+    from petseg.models.fusion_unet import FusionUNet
 
-    return _call_with_signature_of(GlobalFusionUNet, kwargs)
+    return _call_with_signature_of(FusionUNet, kwargs)
 
 
 @register_model("ae_unet", rebuild=_without("autoencoder_checkpoint"))
@@ -176,7 +176,7 @@ def _build_sam2_effnet(image_size: int = 256, pretrained_trunk: bool = True, fre
 # the class whose arguments they accept, imported only when asked for (:func:`builder_arguments`).
 _ARGUMENTS_OF = {"unet": "petseg.models.unet:UNet", "autoencoder": "petseg.models.autoencoder:ConvAutoencoder",
                  "efficientnet_unet": "petseg.models.efficientnet_unet:EfficientNetUNet",
-                 "fusion_unet": "petseg.models.clip_unet:GlobalFusionUNet",
+                 "fusion_unet": "petseg.models.fusion_unet:FusionUNet",
                  "sam2_hiera": "petseg.models.sam2:PromptedSAM2", "sam2_effnet": "petseg.models.sam2:PromptedSAM2"}
 # models whose encoder is a UNetEncoder: inputs must suit its depth (petseg.models.unet.check_input_size)
 _UNET_ENCODERS = ("unet", "autoencoder", "ae_unet", "fusion_unet")
@@ -235,7 +235,7 @@ def describe_weights(config: Mapping[str, Any]) -> str | None:
                 f"{'frozen' if config.get('freeze_encoder') else 'fine-tuned'}), at random for the decoder"
                 if pretrained else "at random, encoder included (pretrained=false: no ImageNet weights)")
     if name == "fusion_unet":
-        from petseg.models.clip_unet import describe_config_weights
+        from petseg.models.fusion_unet import describe_config_weights
 
         return describe_config_weights(config)
     return None

@@ -26,12 +26,14 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["ABLATIONS", "REFERENCE_DIR", "load_reference_results", "record_reference_runs", "record_run",
+from petseg.paths import RECORDED_RUNS_DIR, recorded_runs_dir
+
+__all__ = ["ABLATIONS", "load_reference_results", "record_reference_runs", "record_run",
            "recorded_ablations", "recorded_summary", "reference_table"]
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "book" / "reference_run"
+_RECORDED = recorded_runs_dir()  # the records of the checkout petseg is imported from (the default everywhere)
 RECORD_FORMAT = 1
 ABLATIONS = "ablations"  # the folder (beside the profiles' folders) of labelled records
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -50,7 +52,7 @@ def _record_path(out_dir: Path, profile: str, key: str, seed: int, label: str | 
     return Path(out_dir) / profile / f"{key}-s{seed}.json"
 
 
-def record_run(run_dir: str | Path, key: str, out_dir: str | Path = REFERENCE_DIR,
+def record_run(run_dir: str | Path, key: str, out_dir: str | Path = _RECORDED,
                overrides: Mapping[str, Any] | None = None, label: str | None = None) -> Path:
     """Copy a finished run's results (with its config and epoch history) to ``out_dir/<profile>/<key>-s<seed>.json``
     or, with a ``label``, to ``out_dir/ablations/<key>-<label>-s<seed>.json``.
@@ -81,7 +83,7 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = REFERENCE_DI
 
 
 def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str | Path | None = None,
-                          seed: int = 0, out_dir: str | Path = REFERENCE_DIR, *,
+                          seed: int = 0, out_dir: str | Path = _RECORDED, *,
                           overrides: Mapping[str, Any] | None = None, budget_seconds: float | None = None,
                           label: str | None = None, **run_kwargs: Any) -> dict[str, Path | None]:
     """Train + test each catalog model of ``keys`` (in order) with ``profile`` and record its results.
@@ -122,8 +124,9 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
     return written
 
 
-def load_reference_results(profile: str = "full", root: str | Path = REFERENCE_DIR) -> dict[str, dict[str, Any]]:
-    """The recorded results of ``profile``, keyed ``"<key>-s<seed>"``, in file-name order ({} if none)."""
+def load_reference_results(profile: str = "full", root: str | Path = _RECORDED) -> dict[str, dict[str, Any]]:
+    """The recorded results of ``profile``, keyed ``"<key>-s<seed>"``, in file-name order ({} if none); an experiment
+    recorded under an old name is given its current one."""
     folder = Path(root) / profile
     if not folder.is_dir():
         return {}
@@ -132,8 +135,21 @@ def load_reference_results(profile: str = "full", root: str | Path = REFERENCE_D
         record = json.loads(path.read_text())
         if record.get("format") != RECORD_FORMAT:
             raise ValueError(f"{path}: unknown record format {record.get('format')!r} (expected {RECORD_FORMAT})")
-        records[path.stem] = record
+        records[path.stem] = _under_current_names(record)
     return records
+
+
+def _under_current_names(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with a renamed experiment under its current name, in its results, provenance and config
+    (:data:`petseg.config.RENAMED_EXPERIMENTS`: records made before issue 15 say ``clip_unet`` for ``fusion_unet``).
+    The committed file is not changed, and run names and paths stay as they were: they name folders on the
+    machine that trained."""
+    from petseg.config import current_experiment_name
+
+    for part in (record, record.get("provenance"), record.get("config")):
+        if isinstance(part, dict) and isinstance(part.get("experiment"), str):
+            part["experiment"] = current_experiment_name(part["experiment"])
+    return record
 
 
 def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | None = None,
@@ -196,7 +212,7 @@ PROFILE_NOTES = {
 }
 
 
-def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Path = REFERENCE_DIR,
+def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Path = _RECORDED,
                      fingerprint: str | None = None) -> tuple[str, pd.DataFrame | None]:
     """Words and a table for a chapter: what the recorded ``profile`` runs of ``keys`` reached, or that none
     is recorded yet and how to record them. ``fingerprint``: the data of the page's own runs; records made
@@ -208,7 +224,7 @@ def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Pat
     # an upstream run (the autoencoder) is recorded with the catalog model that uses it
     command = f"petseg record {' '.join(key for key in keys if key in CATALOG)} --profile {profile}"
     if table.empty:
-        where = (PROFILE_NOTES.get(profile, "") + f" `{command}` writes the results to `book/reference_run/{profile}/`"
+        where = (PROFILE_NOTES.get(profile, "") + f" `{command}` writes the results to `{RECORDED_RUNS_DIR}/{profile}/`"
                  + (" (scripts/gpu/README.md shows how, for a GPU machine without internet)" if profile == "full" else "")
                  + ", and this section then shows them.")
         return f"**No `{profile}`-profile run of {', '.join(keys)} is recorded yet.** " + where.strip(), None
@@ -234,7 +250,7 @@ def _data_words(data: Mapping[str, Any]) -> str:
     return what + (f" of {breeds} breeds" if breeds else "") + f" (fingerprint {data.get('fingerprint')})"
 
 
-def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: str | None = None,
+def recorded_ablations(key: str, root: str | Path = _RECORDED, fingerprint: str | None = None,
                        this_build: Mapping[str, Any] | None = None) -> tuple[str, pd.DataFrame | None]:
     """Words and a table (per-class IoU included) for a chapter: the recorded ablations of catalog model
     ``key`` (``petseg record KEY --label NAME --set ...``), best mIoU (autoencoders: SSIM) first. ``this_build``: the results of
@@ -243,7 +259,7 @@ def recorded_ablations(key: str, root: str | Path = REFERENCE_DIR, fingerprint: 
                if record.get("key") == key}
     if not records:
         return (f"**No ablation of `{key}` is recorded yet.** `petseg record {key} --profile quick --label NAME "
-                f"--set SECTION.KEY=VALUE` trains one variant and writes it to `book/reference_run/{ABLATIONS}/`.",
+                f"--set SECTION.KEY=VALUE` trains one variant and writes it to `{RECORDED_RUNS_DIR}/{ABLATIONS}/`.",
                 None)
     table = reference_table(records, per_class=True)
     score = next((column for column in ("mIoU", "SSIM") if column in table), None)  # segmentation, reconstruction

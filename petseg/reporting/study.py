@@ -11,7 +11,9 @@ import pandas as pd
 
 SOURCE = "the original study's report (full dataset, its own split; quoted, not re-measured)"
 
-# test metrics as reported: mIoU, mDice, pixel accuracy (SAM2: binary pet vs background, 1 point prompt)
+# test metrics as reported: mIoU, mDice, pixel accuracy (SAM2: binary pet vs background, 1 point prompt).
+# Keyed by the study's own model names: "clip_unet" is the study's CLIP+UNet, which our experiment fusion_unet
+# rebuilds (petseg.reporting.tables.STUDY_KEYS maps one to the other); it stays clip_unet because the study used CLIP.
 STUDY_RESULTS = {
     "unet": {"model": "UNet", "mIoU": 0.69, "mDice": 0.75, "accuracy": 0.88},
     "clip_unet": {"model": "CLIP+UNet", "mIoU": 0.60, "mDice": 0.66, "accuracy": 0.82},

@@ -34,14 +34,15 @@ SEEDS: dict[str, dict[str, tuple[int, ...]]] = {
     "standard": {"*": (0,)},
     "full": {"*": (0, 1, 2)},
 }
-# Which row of the study's table a catalog model is compared with (by experiment name or task).
-STUDY_KEYS = {"unet": "unet", "ae_unet": "ae_unet", "clip_unet": "clip_unet", "fusion": "clip_unet",
-              "sam2": "sam2"}
+# Which row of the study's table a catalog model is compared with (by experiment name or task). The study's rows
+# keep the study's own names: our global-vector fusion UNet (experiment fusion_unet) is compared with the row
+# the study called "CLIP+UNet", kept under the key clip_unet (petseg.reporting.study), whichever global encoder
+# our run used (the catalog's label says which).
+STUDY_KEYS = {"unet": "unet", "ae_unet": "ae_unet", "fusion_unet": "clip_unet", "sam2": "sam2"}
 SUMMARY_METRICS = ("miou", "mdice", "accuracy", "pet_iou", "pet_dice")
 METRIC_LABELS = {"miou": "mIoU", "mdice": "mDice", "accuracy": "pixel accuracy", "pet_iou": "pet IoU",
                  "pet_dice": "pet Dice", "binary_miou": "binary mIoU", "binary_mdice": "binary mDice",
                  "binary_accuracy": "binary accuracy"}
-REFERENCE_DIR = "book/reference_run"
 ENVIRONMENT_PAGE = "environment.md"
 
 
@@ -281,7 +282,7 @@ def export_reference(table: pd.DataFrame, folder: Path | str, extra: Mapping[str
     """Write the seed table (and ``extra`` named tables) as CSV + a provenance JSON into ``folder``.
 
     Meant for a ``full``-profile build (e.g. on a GPU): the few KB of results are committed under
-    :data:`REFERENCE_DIR` and shown by the book beside the quick build's numbers (no checkpoints).
+    :data:`petseg.paths.RECORDED_RUNS_DIR` and shown by the book beside the quick build's numbers (no checkpoints).
     """
     from petseg.provenance import collect_provenance
 

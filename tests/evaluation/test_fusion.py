@@ -8,7 +8,7 @@ import torch
 
 from petseg.evaluation.fusion import block_artifact_score, swap_vectors
 from petseg.models import build_model
-from petseg.models.clip_unet import GlobalFusionUNet
+from petseg.models.fusion_unet import FusionUNet
 from petseg.models.unet import UNet
 
 torch.set_num_threads(1)
@@ -17,7 +17,7 @@ SMALL_UNET = {"depth": 3, "base_width": 8, "max_width": 16, "dropout": 0.0}
 EFFNET_32 = {"backend": "efficientnet_lite0", "image_size": 32}
 
 
-def small_fusion(fusion: str) -> GlobalFusionUNet:
+def small_fusion(fusion: str) -> FusionUNet:
     torch.manual_seed(0)
     return build_model({"name": "fusion_unet", "fusion": fusion, "global_encoder": EFFNET_32, **SMALL_UNET})
 

@@ -242,3 +242,37 @@ def test_record_reference_runs_with_a_label_tags_the_runs_and_the_upstream_recor
     assert args.label == "epochs48"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["record", "unet", "--label", "two words"])
+
+
+def test_a_record_made_under_an_old_experiment_name_is_read_under_the_new_one(tmp_path: Path) -> None:
+    """Issue 15: clip_unet is now fusion_unet; records made before keep their file, and are read as fusion_unet."""
+    run_dir = fake_run_dir(tmp_path / "runs", "clip_unet-film-full-s0-x")
+    results = json.loads((run_dir / "results.json").read_text())
+    results["provenance"]["experiment"] = "clip_unet"
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (run_dir / "config.json").write_text(json.dumps({"experiment": "clip_unet", "train": {"epochs": 60}}))
+    path = reference_runs.record_run(run_dir, "fusion_film", tmp_path / "ref")
+    assert json.loads(path.read_text())["experiment"] == "clip_unet"  # written as it was
+
+    loaded = reference_runs.load_reference_results("full", tmp_path / "ref")["fusion_film-s0"]
+    assert loaded["experiment"] == loaded["provenance"]["experiment"] == loaded["config"]["experiment"] == "fusion_unet"
+    assert loaded["run_name"] == "clip_unet-film-full-s0-x"  # a folder's name on the machine that trained
+    assert json.loads(path.read_text())["experiment"] == "clip_unet"  # the file is not changed
+    text, table = reference_runs.recorded_summary(["fusion_film"], "full", tmp_path / "ref")
+    assert table is not None and list(table.index) == ["fusion_film-s0"] and "No `full`" not in text
+
+
+def test_the_committed_records_are_found_under_current_names() -> None:
+    """book/reference_run (petseg.paths.RECORDED_RUNS_DIR) is the default; its fusion record predates the rename."""
+    from petseg.catalog import CATALOG
+    from petseg.paths import RECORDED_RUNS_DIR, recorded_runs_dir
+
+    assert recorded_runs_dir().relative_to(recorded_runs_dir().parents[1]).as_posix() == RECORDED_RUNS_DIR
+    for profile in ("standard", reference_runs.ABLATIONS):
+        for name, record in reference_runs.load_reference_results(profile).items():
+            assert record["key"] in CATALOG or record["key"] == "autoencoder", name
+            assert record["experiment"] in (CATALOG[record["key"]].experiment if record["key"] in CATALOG
+                                            else "autoencoder"), name
+    assert reference_runs.load_reference_results("standard")["fusion_film-s0"]["experiment"] == "fusion_unet"
+    _, table = reference_runs.recorded_summary(["fusion_film"], "standard")
+    assert table is not None and "fusion_film-s0" in table.index

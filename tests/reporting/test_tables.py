@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from petseg import catalog
 from petseg.catalog import ModelSpec
 from petseg.experiment import Run
 from petseg.reporting import tables as report
@@ -109,6 +110,9 @@ def test_study_comparison_quotes_the_right_rows(runs):
                                   + ("binary_miou", "binary_mdice", "binary_accuracy"))
     prompted = ModelSpec("sam2", "SAM 2", "sam2", "05", task="prompted")
     assert report.study_key(prompted) == "sam2" and report.study_key(specs[1]) == "ae_unet"
+    # our global-vector fusion UNet is compared with the study's CLIP+UNet row, which keeps the study's name
+    assert {report.study_key(catalog.get(key)) for key in ("fusion_concat", "fusion_film")} == {"clip_unet"}
+    assert report.STUDY_RESULTS["clip_unet"]["model"] == "CLIP+UNet"
     table = report.study_comparison(specs, summary)
     assert table.loc["UNet", "mIoU (study)"] == report.STUDY_RESULTS["unet"]["mIoU"]
     assert table.loc["UNet", "mIoU (ours)"] == pytest.approx(0.6) and table.loc["UNet", "seeds"] == 3

@@ -1,4 +1,6 @@
-"""Global-image-vector fusion into the chapter 2 UNet: the study's "CLIP+UNet" and a FiLM alternative.
+"""The global-vector fusion UNet (:class:`FusionUNet`): the chapter 2 UNet with one frozen global image vector
+fused in, the way the study's "CLIP+UNet" did, plus a FiLM alternative. The vector comes from ImageNet
+EfficientNet-Lite0 by default; CLIP (the study's choice) is one option of ``global_encoder``.
 
 The study fed a frozen CLIP ViT-B/16's global 512-d image embedding into its UNet: broadcast over the
 bottleneck, concatenated with the bottleneck features, then a 1x1 convolution. This module rebuilds that
@@ -35,7 +37,7 @@ from petseg.models.global_encoders import (
 from petseg.models.pretrained import LITE0_WEIGHTS_PACKAGE
 from petseg.models.unet import UNetDecoder, UNetEncoder, check_input_size, init_weights
 
-__all__ = ["FUSIONS", "FiLM", "GlobalFusionUNet", "describe_config_weights", "describe_fusion_weights"]
+__all__ = ["FUSIONS", "FiLM", "FusionUNet", "describe_config_weights", "describe_fusion_weights"]
 
 FUSIONS = ("concat", "film")
 
@@ -65,7 +67,7 @@ class FiLM(nn.Module):
         return out
 
 
-class GlobalFusionUNet(nn.Module):
+class FusionUNet(nn.Module):
     """The chapter 2 UNet with a frozen global image vector fused in (``fusion="concat"`` or ``"film"``).
 
     ``forward(images [B, 3, H, W] in [0, 1], embedding=None) -> logits [B, n_classes, H, W]``; pass

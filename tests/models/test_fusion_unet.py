@@ -1,4 +1,4 @@
-"""Tests for petseg.models.clip_unet, global_encoders and clip_weights: frozen global encoders (CLIP,
+"""Tests for petseg.models.fusion_unet, global_encoders and clip_weights: frozen global encoders (CLIP,
 EfficientNet-Lite0) and the fused UNets (what the vector changes: tests/evaluation/test_fusion.py)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from petseg.models import build_model, describe_weights
-from petseg.models.clip_unet import GlobalFusionUNet
 from petseg.models.clip_weights import CLIP_WEIGHTS_ENV, ClipWeightsUnavailable
+from petseg.models.fusion_unet import FusionUNet
 from petseg.models.global_encoders import ClipImageEncoder, EfficientNetGlobalEncoder, build_global_encoder
 from petseg.models.unet import UNet
 
@@ -50,7 +50,7 @@ def tiny_clip_file(tiny_clip_name: str, tmp_path_factory: pytest.TempPathFactory
     return path, model
 
 
-def small_fusion(fusion: str, **kwargs) -> GlobalFusionUNet:
+def small_fusion(fusion: str, **kwargs) -> FusionUNet:
     torch.manual_seed(0)
     config = {"name": "fusion_unet", "fusion": fusion, "global_encoder": kwargs.pop("global_encoder", EFFNET_32),
               **SMALL_UNET, **kwargs}
@@ -208,11 +208,33 @@ def test_checkpoint_round_trip_through_the_trainer_loader(fusion: str, tmp_path:
                 parameter.add_(0.05 * torch.randn_like(parameter))
     torch.save({"model": model.state_dict(), "model_config": model.petseg_config}, tmp_path / "best.pt")
     restored = load_model_from_checkpoint(tmp_path / "best.pt")
-    assert isinstance(restored, GlobalFusionUNet) and restored.fusion == fusion
+    assert isinstance(restored, FusionUNet) and restored.fusion == fusion
     images = torch.rand(2, 3, 32, 32)
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(restored(images), model(images), rtol=0, atol=0)
+
+
+def test_a_checkpoint_written_before_the_rename_still_loads(tmp_path: Path) -> None:
+    """Issue 15: runs of experiment ``clip_unet`` saved class ``GlobalFusionUNet``; the builder was ``fusion_unet``
+    then as now and the state keys are unchanged, so such a checkpoint (and its run folder) loads as it was."""
+    from petseg.demo.models import find_finished_runs, full_image_option
+
+    model = small_fusion("film")
+    run = tmp_path / "clip_unet-film-quick-s0-0123456789"  # the run folder name of the old experiment
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "model_config": model.petseg_config, "model_class": "GlobalFusionUNet",
+                "task": "segmentation", "config": {"epochs": 1}}, run / "best.pt")
+    (run / "experiment.json").write_text(json.dumps({"config": {"experiment": "clip_unet", "task": "segmentation"},
+                                                     "data": {"image_size": 32}}))
+    (run / "results.json").write_text(json.dumps({"experiment": "clip_unet", "test": {"miou": 0.5}}))
+    found = find_finished_runs(tmp_path, "segmentation")  # the demo offers it under the catalog model's key
+    assert [(item.spec_key, item.path) for item in found] == [("fusion_film", run)]
+    restored = full_image_option(found[0]).load().model
+    assert isinstance(restored, FusionUNet) and restored.fusion == "film"
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(images), model.eval()(images), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("fusion", ["concat", "film"])
@@ -234,7 +256,7 @@ def test_configs_and_catalog_name_the_encoder() -> None:
 
     for key, fusion in (("fusion_concat", "concat"), ("fusion_film", "film")):
         spec = catalog.get(key)
-        assert "EfficientNet-Lite0" in spec.label and spec.chapter == "04_clip_unet"
+        assert "EfficientNet-Lite0" in spec.label and spec.chapter == "04_fusion_unet"
         config = load_experiment_config(spec.experiment, "quick", spec.overrides)
         assert config["model"]["fusion"] == fusion and config["model"]["global_encoder"]["backend"] == "efficientnet_lite0"
         assert config["data"]["image_size"] == 128
