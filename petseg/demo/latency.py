@@ -55,51 +55,56 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
     }
 
 
-def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, users: int = 1, clicks: int = 20,
-                              reset_every: int = 8) -> dict[str, Any]:
-    """``users`` browser sessions (one ``gradio_client.Client`` each, its own thread) upload ``image_path``
-    (embedded once, then cached), click once untimed (warm-up), then add ``clicks`` point prompts in rounds:
-    in each round every user clicks at the same moment (a barrier) and waits for its own answer. The prompts
-    are cleared (``/reset``, untimed) every ``reset_every`` clicks, as a user starting over on the pet would.
-    Returns every click's round trip (seconds, all users together) with its median and 95th percentile (ms)."""
+def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, users: int = 1,
+                              clicks: int = 20) -> dict[str, Any]:
+    """``users`` browser sessions (one ``gradio_client.Client`` each) upload ``image_path`` one after another
+    (embedded once, then cached) and click once, untimed (warm-up). Then each, in its own thread, adds
+    ``clicks`` point prompts in rounds: in each round every user clicks at the same moment (a barrier) and waits
+    for its own answer. Returns every click's round trip (seconds, all users together) with their median and
+    95th percentile (ms) and the load average at the end.
+
+    Each user clicks its own pixels: Gradio stores a reply's picture under a hash of its bytes, and two replies
+    with identical pictures at the same moment (same image, same clicks) race on that one file (a download can
+    find it truncated). For the same reason the uploads are not simultaneous."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client, handle_file
 
-    clients = [Client(url, verbose=False) for _ in range(users)]
-    barrier = threading.Barrier(users)
-
-    def user(client: Any) -> list[float]:
-        try:
-            return clicking(client)
-        except BaseException:
-            barrier.abort()  # the other users stop waiting for this one
-            raise
-
-    def clicking(client: Any) -> list[float]:
+    clients, grids = [], []
+    for n in range(users):
+        client = Client(url, verbose=False)
         _, message, details = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
         if details.get("error"):
             raise RuntimeError(f"upload failed: {message}")
         size = details["image"]
-        grid = click_grid(size["width"], size["height"], clicks + 1)
+        grid = click_grid(size["width"], size["height"], (clicks + 1) * users)[n::users]
         client.predict(*grid[0], "point", "auto", model_key, api_name="/click")  # warm-up, untimed
-        times = []
-        for n, (x, y) in enumerate(grid[1:]):
-            if n and n % reset_every == 0:
-                client.predict(model_key, api_name="/reset")
-            barrier.wait(timeout=300)
-            start = time.perf_counter()
-            _, message, details = client.predict(x, y, "point", "auto", model_key, api_name="/click")
-            times.append(time.perf_counter() - start)
-            if details.get("error"):
-                raise RuntimeError(f"click failed: {message}")
-        return times
+        clients.append(client)
+        grids.append(grid[1:])
+    barrier = threading.Barrier(users)
 
-    with ThreadPoolExecutor(users) as pool:
-        per_user = list(pool.map(user, clients))
-    for client in clients:
-        client.close()
+    def user(client: Any, grid: list[tuple[int, int]]) -> list[float]:
+        try:
+            times = []
+            for x, y in grid:
+                barrier.wait(timeout=300)
+                start = time.perf_counter()
+                _, message, details = client.predict(x, y, "point", "auto", model_key, api_name="/click")
+                times.append(time.perf_counter() - start)
+                if details.get("error"):
+                    raise RuntimeError(f"click failed: {message}")
+            return times
+        except BaseException:
+            barrier.abort()  # the other users stop waiting for this one
+            raise
+
+    try:
+        with ThreadPoolExecutor(users) as pool:
+            per_user = list(pool.map(user, clients, grids))
+    finally:
+        for client in clients:
+            client.close()
     round_trips = [t for times in per_user for t in times]
     return {"users": users, "clicks_per_user": clicks, "click_round_trip_seconds": round_trips,
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
