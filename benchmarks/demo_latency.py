@@ -8,9 +8,14 @@ For each SAM 2 (a trained one with ``--sam2``, else SAM 2.1 hiera-tiny with rand
 ``--sizes`` given: the same network cost as trained weights) it starts ``petseg demo`` on 127.0.0.1 in a
 child process and measures, through ``gradio_client`` as a browser would: the first upload of a real image
 (decode + embedding + response), the same upload again (embedding from the cache), and ``--clicks``
-point prompts one after another (prompt encoder + mask decoder + drawing + PNG + HTTP). Beside them: the
+point prompts one after another (prompt encoder + mask decoder + drawing + JPEG + HTTP). Beside them: the
 server's own embedding and per-click prediction times, and the predictor alone (``predict`` on a set image,
-no app). The aim is under 100 ms per extra click. See benchmarks/README.md.
+no app). Then, for each ``--users`` count N, N browser sessions (one ``gradio_client`` each) click at the same
+moment, ``--clicks`` rounds: the median and 95th percentile of a click's round trip per N, and the ratio of
+the largest N to one user (users must not wait for each other). The aim: p95 under 100 ms per click for one
+user, and 5 users no worse than 2x one user. See benchmarks/README.md.
+
+    .venv/bin/python benchmarks/demo_latency.py --sizes 1024 --users 1 5 --clicks 40
 """
 
 from __future__ import annotations
@@ -63,14 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam2", help="a trained SAM 2 (run directory / checkpoint); default: random weights")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 256],
                         help="input sizes of the random-weight SAM 2 (ignored with --sam2)")
-    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--clicks", type=int, default=10, help="clicks per measurement (per user)")
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 5],
+                        help="numbers of concurrent users clicking at once (0 skips the concurrent part)")
     parser.add_argument("--data", help="dataset folder (default: $PETSEG_DATA)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
     from petseg.demo.app import serve_subprocess
-    from petseg.demo.latency import click_grid, measure_latency
+    from petseg.demo.latency import click_grid, measure_concurrent_clicks, measure_latency
     from petseg.demo.models import sam2_options
     from petseg.demo.session import load_upload
 
@@ -84,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         flags = ["--sam2", str(source)] if source else ["--random-image-size", str(size)]
         with serve_subprocess(*flags, "--runs", str(empty_runs), "--device", args.device) as url:
             result = measure_latency(url, image_path, options[0].key, clicks=args.clicks)
+            result["concurrent"] = [measure_concurrent_clicks(url, image_path, options[0].key, users=n,
+                                                              clicks=args.clicks) for n in args.users if n > 0]
         engine = options[0].load()
         # in a worker thread, as the app's handlers run: on a busy machine torch's OpenMP threads were far
         # slower from the main thread (measured here: 2 threads, load 11, 256 px: 165 vs 23 ms per predict)
@@ -100,12 +109,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  per extra click      median {result['click_median_ms']:.0f} ms, p90 {result['click_p90_ms']:.0f} ms "
               f"round trip; server predict {result['server_predict_median_ms']:.0f} ms; predictor alone "
               f"{result['predict_median_ms']:.0f} ms  ({args.clicks} clicks)")
+        for row in result["concurrent"]:
+            print(f"  {row['users']} user{'s' if row['users'] > 1 else ' '} at once   click median "
+                  f"{row['click_median_ms']:.0f} ms, p95 {row['click_p95_ms']:.0f} ms round trip "
+                  f"({row['users']} x {row['clicks_per_user']} clicks; load average {row['load_average']:.2f})")
+        by_users = {row["users"]: row for row in result["concurrent"]}
+        if 1 in by_users and len(by_users) > 1:
+            most = by_users[max(by_users)]
+            result["concurrency_ratio"] = {
+                "users": most["users"], "median": most["click_median_ms"] / by_users[1]["click_median_ms"],
+                "p95": most["click_p95_ms"] / by_users[1]["click_p95_ms"]}
+            ratio = result["concurrency_ratio"]
+            print(f"  {most['users']} users / 1 user  median x{ratio['median']:.2f}, p95 x{ratio['p95']:.2f} "
+                  "(aim: at most x2)")
     print(f"host: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
     if args.json:
         for row in rows:
             row.pop("click_round_trip_seconds", None)
             row.pop("server_predict_seconds", None)
+            for concurrent in row["concurrent"]:
+                concurrent.pop("click_round_trip_seconds", None)
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
 

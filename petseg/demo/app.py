@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,14 @@ from petseg.demo.session import BACKGROUND, DemoInputError, PromptSession, load_
 DEFAULT_HOST = "127.0.0.1"
 MAX_FILE_SIZE = "25mb"
 MODES = ("point", "box")
+
+
+@dataclass
+class _SessionLock:
+    """One session's lock and how many requests hold or await it (the entry goes when none do)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    holders: int = 0
 
 
 @dataclass
@@ -54,8 +62,33 @@ class DemoController:
         self.options = {option.key: option for option in options}
         self.default_key = options[0].key
         self._load_lock = threading.Lock()
-        # prompt events skip Gradio's queue (faster); this keeps one session's clicks from interleaving
-        self._prompt_lock = threading.Lock()
+        # Prompt events skip Gradio's queue (browser) or run without a concurrency limit (API clients): a lock
+        # per session keeps one user's clicks from interleaving while different users run side by side (they
+        # only wait for each other on the model call, which the engine guards). An entry lives while a
+        # request of its session holds or awaits it: the table never holds more than the requests in flight.
+        self._session_locks: dict[str, _SessionLock] = {}
+        self._session_locks_guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def session_lock(self, session: PromptSession | None) -> Iterator[None]:
+        """Hold ``session``'s own lock (by its ``uid``) for the block: its requests run one at a time, other
+        sessions' do not wait. No session (a fresh one is made by the handler) needs no lock."""
+        if session is None:
+            yield
+            return
+        with self._session_locks_guard:
+            entry = self._session_locks.get(session.uid)
+            if entry is None:
+                entry = self._session_locks[session.uid] = _SessionLock()
+            entry.holders += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self._session_locks_guard:
+                entry.holders -= 1
+                if not entry.holders:
+                    del self._session_locks[session.uid]
 
     def option(self, key: str | None) -> ModelOption:
         if key not in self.options:
@@ -97,6 +130,10 @@ class DemoController:
 
     def upload(self, path: str | None, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
         """A new image: decode, check, downscale if huge, then embed or segment it."""
+        with self.session_lock(session):
+            return self._upload(path, key, session)
+
+    def _upload(self, path: str | None, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
         session = session or PromptSession()
         key = key or self.default_key
         try:
@@ -117,7 +154,7 @@ class DemoController:
     def click(self, x: float, y: float, mode: str, label_mode: str, key: str | None,
               session: PromptSession | None) -> tuple[Reply, PromptSession]:
         """A click at image pixel (x, y): a point prompt or a box corner, then a new mask."""
-        with self._prompt_lock:
+        with self.session_lock(session):
             return self._click(x, y, mode, label_mode, key, session)
 
     def _click(self, x: float, y: float, mode: str, label_mode: str, key: str | None,
@@ -156,7 +193,7 @@ class DemoController:
 
     def reset(self, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
         """Clear every prompt (and the mask); the image and its embedding stay."""
-        with self._prompt_lock:
+        with self.session_lock(session):
             return self._reset(key, session)
 
     def _reset(self, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
@@ -173,6 +210,10 @@ class DemoController:
 
     def set_model(self, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
         """Switch model: prompts are cleared; the current image is embedded or segmented again."""
+        with self.session_lock(session):
+            return self._set_model(key, session)
+
+    def _set_model(self, key: str | None, session: PromptSession | None) -> tuple[Reply, PromptSession]:
         session = session or PromptSession()
         try:
             option = self.option(key)
@@ -235,6 +276,9 @@ def build_app(options: list[ModelOption]) -> Any:
         reply, session = controller.set_model(key, session)
         return (*outputs(reply, session), controller.options[key].description if key in controller.options else "")
 
+    def new_session() -> PromptSession:
+        return PromptSession()
+
     def on_mode(session):
         session.pending_corner = None  # a half-made box does not survive a mode switch
         return session
@@ -245,7 +289,7 @@ def build_app(options: list[ModelOption]) -> Any:
                     "(background), elsewhere it adds (foreground). Box mode: two clicks are opposite corners; the "
                     "box turns green when it holds pet pixels, blue when not. Runs locally; nothing leaves "
                     "this machine.")
-        session = gr.State(PromptSession())
+        session = gr.State(new_session)  # called per browser session: each its own uid (a copied value shares one)
         with gr.Row():
             with gr.Column(scale=1):
                 model = refusing_quietly(gr.Dropdown(choices=choices, value=options[0].key, label="Model"))
@@ -271,11 +315,14 @@ def build_app(options: list[ModelOption]) -> Any:
 
         shown = [canvas, status, details, session]
         upload.upload(on_upload, [upload, model, session], shown, api_name="upload")
-        # prompts are fast: they skip the queue (a direct request, less overhead per click)
-        canvas.select(on_select, [mode, label_mode, model, session], shown, api_name=False, queue=False)
+        # prompts are fast: the browser sends them past the queue (a direct request, less overhead per click);
+        # API clients (gradio_client) always go through the queue, where concurrency_limit=None keeps one
+        # user's click from waiting for another's (the controller serialises each session on its own)
+        prompt = {"queue": False, "concurrency_limit": None}
+        canvas.select(on_select, [mode, label_mode, model, session], shown, api_name=False, **prompt)
         click_button.click(on_click, [click_x, click_y, mode, label_mode, model, session], shown, api_name="click",
-                           queue=False)
-        reset.click(on_reset, [model, session], shown, api_name="reset", queue=False)
+                           **prompt)
+        reset.click(on_reset, [model, session], shown, api_name="reset", **prompt)
         model.change(on_model, [model, session], [*shown, model_note], api_name="set_model")
         mode.change(on_mode, session, session, api_name=False)
     app.queue()  # uploads and model switches (embedding, seconds) wait their turn

@@ -3,6 +3,7 @@ measured from a client through the app's HTTP API (``gradio_client``), beside th
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -48,16 +49,72 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
         "upload_cached_seconds": upload_cached, "embedding_was_cached": bool(cached.get("embedding_cached")),
         "click_round_trip_seconds": round_trips, "server_predict_seconds": server,
         "click_median_ms": 1000 * float(np.median(round_trips)), "click_p90_ms": 1000 * float(np.percentile(round_trips, 90)),
+        "click_p95_ms": 1000 * float(np.percentile(round_trips, 95)),
         "server_predict_median_ms": 1000 * float(np.median(server)),
         "host": f"{platform.node()} ({platform.processor() or platform.machine()})",
     }
 
 
+def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, users: int = 1,
+                              clicks: int = 20) -> dict[str, Any]:
+    """``users`` browser sessions (one ``gradio_client.Client`` each) upload ``image_path`` one after another
+    (embedded once, then cached) and click once, untimed (warm-up). Then each, in its own thread, adds
+    ``clicks`` point prompts in rounds: in each round every user clicks at the same moment (a barrier) and waits
+    for its own answer. Returns every click's round trip (seconds, all users together) with their median and
+    95th percentile (ms) and the load average at the end.
+
+    Each user clicks its own pixels: Gradio stores a reply's picture under a hash of its bytes, and two replies
+    with identical pictures at the same moment (same image, same clicks) race on that one file (a download can
+    find it truncated). For the same reason the uploads are not simultaneous."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    clients, grids = [], []
+    for n in range(users):
+        client = Client(url, verbose=False)
+        _, message, details = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
+        if details.get("error"):
+            raise RuntimeError(f"upload failed: {message}")
+        size = details["image"]
+        grid = click_grid(size["width"], size["height"], (clicks + 1) * users)[n::users]
+        client.predict(*grid[0], "point", "auto", model_key, api_name="/click")  # warm-up, untimed
+        clients.append(client)
+        grids.append(grid[1:])
+    barrier = threading.Barrier(users)
+
+    def user(client: Any, grid: list[tuple[int, int]]) -> list[float]:
+        try:
+            times = []
+            for x, y in grid:
+                barrier.wait(timeout=300)
+                start = time.perf_counter()
+                _, message, details = client.predict(x, y, "point", "auto", model_key, api_name="/click")
+                times.append(time.perf_counter() - start)
+                if details.get("error"):
+                    raise RuntimeError(f"click failed: {message}")
+            return times
+        except BaseException:
+            barrier.abort()  # the other users stop waiting for this one
+            raise
+
+    try:
+        with ThreadPoolExecutor(users) as pool:
+            per_user = list(pool.map(user, clients, grids))
+    finally:
+        for client in clients:
+            client.close()
+    round_trips = [t for times in per_user for t in times]
+    return {"users": users, "clicks_per_user": clicks, "click_round_trip_seconds": round_trips,
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+            "click_median_ms": 1000 * float(np.median(round_trips)),
+            "click_p95_ms": 1000 * float(np.percentile(round_trips, 95))}
+
+
 def latency_summary(result: dict[str, Any], aim_ms: float = 100) -> dict[str, Any]:
     """A table of :func:`measure_latency`'s figures and a sentence saying where and under what load they
     were measured and whether the per-click aim was met."""
-    import os
-
     import pandas as pd
 
     rows = {

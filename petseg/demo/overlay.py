@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -13,11 +15,27 @@ BOX_COLOURS = {BOX_COVERS_PET: (46, 204, 64), "blue": (30, 110, 255)}
 CORNER_COLOUR = (255, 220, 0)
 
 
+@functools.lru_cache(maxsize=32)
+def blend_table(colour: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """(256, 1, 3) uint8: channel value v blended with ``colour`` as ``round((1 - alpha) * v + alpha * c)``,
+    computed in float32 (ties to even), i.e. what blending the whole image in float32 gives, value by value."""
+    values = np.arange(256, dtype=np.float32)[:, None]
+    blended = (1 - alpha) * values + alpha * np.asarray(colour, np.float32)
+    return blended.round().clip(0, 255).astype(np.uint8)[:, None, :]
+
+
 def blend(image: np.ndarray, where: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.5) -> np.ndarray:
-    """``image`` with ``colour`` blended in at the pixels where ``where`` is true."""
-    out = image.astype(np.float32)
-    out[where] = (1 - alpha) * out[where] + alpha * np.asarray(colour, np.float32)
-    return out.round().clip(0, 255).astype(np.uint8)
+    """``image`` (RGB uint8) with ``colour`` blended in at the pixels where ``where`` is true.
+
+    A lookup table per channel (:func:`blend_table`) copied in under the mask: the same pixels as the float32
+    arithmetic over the whole image, several times faster (this is drawn on every click).
+    """
+    out = np.array(image, np.uint8, copy=True, order="C")
+    mask = np.ascontiguousarray(where, dtype=bool)
+    if mask.any():
+        tinted = cv2.LUT(out, blend_table(tuple(int(c) for c in colour), float(alpha)))
+        cv2.copyTo(tinted, mask.view(np.uint8), out)
+    return out
 
 
 def render(session: PromptSession) -> np.ndarray | None:

@@ -10,13 +10,15 @@ Everything here is plain numpy and small dataclasses so it can be read and teste
   *foreground* click (it adds the region).
 * :func:`box_from_corners` turns two clicks, in either order, into an ``xyxy`` box; :func:`box_colour` says
   green when the mask covers pet pixels inside the box, blue when not.
-* :class:`PromptSession` holds one user's image, points, box and mask; ``reset()`` clears the prompts.
+* :class:`PromptSession` holds one user's image, points, box and mask; ``reset()`` clears the prompts. Its
+  ``uid`` names the session (the app keys its per-session lock by it); a copy keeps it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +133,8 @@ class PromptSession:
     """One user's state: the working image, prompts in image pixel coordinates, and the current result.
 
     ``mask`` is the prompted model's boolean pet mask; ``labels`` is a full-image model's label mask
-    (0 background, 1 cat, 2 dog). Only one of them is set at a time.
+    (0 background, 1 cat, 2 dog). Only one of them is set at a time. ``uid`` is drawn at construction and
+    survives copies (Gradio deep-copies ``gr.State`` values): two sessions with one uid are one user's.
     """
 
     image: np.ndarray | None = None
@@ -143,6 +146,7 @@ class PromptSession:
     pending_corner: tuple[int, int] | None = None
     mask: np.ndarray | None = None
     labels: np.ndarray | None = None
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False, compare=False)
 
     def set_image(self, image: np.ndarray, notes: list[str] | None = None) -> None:
         """Start over with a new image (prompts and results cleared)."""

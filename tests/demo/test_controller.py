@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import queue
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -103,3 +108,102 @@ def test_a_model_that_fails_to_load_is_a_message(tmp_path) -> None:
     assert "cannot load the model gone SAM" in reply.message and "vanished" in reply.message
     reply, _ = demo.click(5, 5, "point", "auto", "gone", session)
     assert "cannot load" in reply.message
+
+
+class GatedSAM(SquareSAM):
+    """A SquareSAM whose ``predict`` reports each entry and then waits for ``gate`` (or a barrier)."""
+
+    def __init__(self, barrier: threading.Barrier | None = None) -> None:
+        super().__init__()
+        self.barrier = barrier
+        self.entered: queue.Queue[tuple] = queue.Queue()
+        self.gate = threading.Event()
+
+    def predict(self, image, key, points, labels, box):
+        self.entered.put(tuple(points[-1]))
+        if self.barrier is not None:
+            self.barrier.wait()  # BrokenBarrierError (timeout) unless another click is inside too
+        else:
+            self.gate.wait(timeout=10)
+        return super().predict(image, key, points, labels, box)
+
+
+def gated_controller(sam: GatedSAM, tmp_path, sessions: int) -> tuple[DemoController, list[PromptSession]]:
+    demo = DemoController([ModelOption("fake", "fake SAM", "prompted", lambda: sam, "a fake")])
+    path = str(write_image(tmp_path / "p.png", pet_like_image()))
+    return demo, [demo.upload(path, "fake", None)[1] for _ in range(sessions)]
+
+
+def click_in_thread(demo: DemoController, session: PromptSession, x: int, results: list) -> threading.Thread:
+    def run() -> None:
+        try:
+            results.append(demo.click(x, 60, "point", "foreground", "fake", session)[0])
+        except Exception as error:  # noqa: BLE001 - reported by the test
+            results.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_two_sessions_click_at_the_same_time(tmp_path) -> None:
+    sam = GatedSAM(threading.Barrier(2, timeout=5))  # both clicks must be inside predict together
+    demo, (first, second) = gated_controller(sam, tmp_path, 2)
+    results: list = []
+    threads = [click_in_thread(demo, session, x, results) for session, x in ((first, 10), (second, 20))]
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(results) == 2 and not any(isinstance(r, Exception) for r in results), results
+    assert first.points == [(10, 60)] and second.points == [(20, 60)]
+    assert demo._session_locks == {}  # nothing left behind once the clicks are answered
+
+
+def test_one_sessions_clicks_run_one_at_a_time(tmp_path) -> None:
+    sam = GatedSAM()
+    demo, (session,) = gated_controller(sam, tmp_path, 1)
+    results: list = []
+    threads = [click_in_thread(demo, session, 10, results)]
+    assert sam.entered.get(timeout=5) == (10, 60)  # the first click is inside the model call
+    threads.append(click_in_thread(demo, session, 20, results))
+    time.sleep(0.2)
+    assert sam.entered.empty() and len(demo._session_locks) == 1  # the second waits for the first
+    assert demo._session_locks[session.uid].holders == 2
+    sam.gate.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sam.entered.get(timeout=5) == (20, 60)
+    assert len(results) == 2 and not any(isinstance(r, Exception) for r in results), results
+    assert session.points == [(10, 60), (20, 60)] and [p for p, _, _ in sam.prompts] == [[(10, 60)], session.points]
+    assert demo._session_locks == {}
+
+
+def test_the_lock_table_holds_only_sessions_in_flight(tmp_path) -> None:
+    sam = GatedSAM()
+    sam.gate.set()
+    demo, sessions = gated_controller(sam, tmp_path, 20)
+    results: list = []
+    for round_ in range(3):
+        threads = [click_in_thread(demo, session, 10 + round_, results) for session in sessions]
+        for thread in threads:
+            thread.join(timeout=10)
+        assert demo._session_locks == {}
+    assert len(results) == 60 and not any(isinstance(r, Exception) for r in results)
+    demo.reset("fake", sessions[0])
+    demo.set_model("fake", sessions[1])
+    assert demo._session_locks == {}
+
+
+def test_a_copied_session_is_the_same_user() -> None:
+    session = PromptSession()
+    assert copy.deepcopy(session).uid == session.uid and PromptSession().uid != session.uid
+
+
+def test_each_browser_session_gets_its_own_session_object() -> None:
+    import gradio as gr
+
+    from petseg.demo.app import build_app
+
+    app = build_app([ModelOption("fake", "fake SAM", "prompted", SquareSAM, "a fake")])
+    (state,) = [block for block in app.blocks.values() if isinstance(block, gr.State)]
+    assert callable(state.value)  # Gradio calls it per session (a plain value is copied, uid and all)
+    assert state.value().uid != state.value().uid

@@ -192,3 +192,19 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path) -> None:
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
     with pytest.raises(DemoInputError, match="bomb.png.*not an image this app can read"):
         load_upload(bomb)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3, 0.75, 1.0])
+def test_blend_gives_the_pixels_of_float_arithmetic(alpha: float) -> None:
+    from petseg.demo.overlay import PET_COLOUR, blend
+
+    rng = np.random.default_rng(int(alpha * 100))
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    where = rng.random((37, 53)) < 0.4
+    for colour in (PET_COLOUR, (0, 255, 7)):
+        reference = image.astype(np.float32)
+        reference[where] = (1 - alpha) * reference[where] + alpha * np.asarray(colour, np.float32)
+        assert np.array_equal(blend(image, where, colour, alpha), reference.round().clip(0, 255).astype(np.uint8))
+    assert np.array_equal(blend(image, np.zeros((37, 53), bool), PET_COLOUR), image)
+    assert np.array_equal(blend(image[:, ::2], where[:, ::2], PET_COLOUR)[where[:, ::2]],
+                          blend(image, where, PET_COLOUR)[:, ::2][where[:, ::2]])  # strided views too
