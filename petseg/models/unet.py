@@ -65,6 +65,14 @@ class InstanceNorm(nn.GroupNorm):
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__(num_groups=channels, num_channels=channels, eps=eps, affine=True)
 
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dtype == torch.float32:  # fp32: on the channels_last features directly (fastest overall)
+            return super().forward(features)
+        # bf16 (CPU autocast): GroupNorm's backward on channels_last is 4x slower than on NCHW, so convert in
+        # and back out for the convolutions around it (benchmarks/README.md, "Where the time goes").
+        normalised = F.group_norm(features.contiguous(), self.num_groups, self.weight, self.bias, self.eps)
+        return normalised.contiguous(memory_format=torch.channels_last)
+
 
 class ConvBlock(nn.Sequential):
     """(Conv3x3 -> InstanceNorm(affine) -> LeakyReLU(0.01)) x 2 -> Dropout2d(p); keeps the spatial size
