@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from petseg.profiles import PROFILES
+
 RANDOM_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 
 
@@ -57,7 +59,7 @@ def find_finished_runs(runs_dir: str | Path, task: str, profile: str | None = No
     for spec in catalog.models(task):
         names = [spec.experiment, *former_experiment_names(spec.experiment)]  # runs trained before a rename too
         prefixes = "|".join(re.escape(f"{name}-{spec.tag}" if spec.tag else name) for name in names)
-        pattern = re.compile(rf"^(?:{prefixes})-(quick|full)-s(\d+)-[0-9a-f]{{10}}$")
+        pattern = re.compile(rf"^(?:{prefixes})-({'|'.join(PROFILES)})-s(\d+)-[0-9a-f]{{10}}$")
         newest: dict[str, tuple[float, FinishedRun]] = {}
         for path in runs_dir.iterdir():
             match = pattern.match(path.name)
@@ -71,7 +73,7 @@ def find_finished_runs(runs_dir: str | Path, task: str, profile: str | None = No
             mtime = (path / "results.json").stat().st_mtime
             if match[1] not in newest or mtime > newest[match[1]][0]:
                 newest[match[1]] = (mtime, run)
-        found += [newest[p][1] for p in ("quick", "standard", "full") if p in newest and profile in (None, p)]
+        found += [newest[p][1] for p in PROFILES if p in newest and profile in (None, p)]
     return found
 
 

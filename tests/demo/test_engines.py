@@ -83,6 +83,15 @@ def test_discovery_lists_finished_catalog_runs_only(tmp_path: Path) -> None:
     assert find_finished_runs(tmp_path / "missing", "segmentation") == []
 
 
+def test_discovery_offers_standard_profile_runs_too(tmp_path: Path) -> None:
+    write_tiny_run(tmp_path)
+    standard = tmp_path / TINY_RUN.replace("-quick-", "-standard-")
+    (tmp_path / TINY_RUN).rename(standard)
+    runs = find_finished_runs(tmp_path, "segmentation")
+    assert [(run.path.name, run.profile) for run in runs] == [(standard.name, "standard")]
+    assert find_finished_runs(tmp_path, "segmentation", "quick") == []
+
+
 def test_options_fall_back_to_labelled_random_sam2(tmp_path: Path) -> None:
     write_tiny_run(tmp_path, image_size=32)
     options = demo_options(None, tmp_path, random_image_size=DEMO_SAM2_SIZE)
