@@ -1,8 +1,8 @@
 """The training loop shared by every petseg model: :func:`train`.
 
 Each epoch trains on the shuffled training set (the task's loss, AdamW, the LR schedule stepped every step,
-gradient clipping, mixed precision on CUDA and, with ``cpu_bf16``, on CPUs with native bf16), validates, appends a line to ``metrics.jsonl`` and writes
-``last.pt`` (and ``best.pt`` when the task's metric improved). What differs between segmentation,
+gradient clipping, mixed precision on CUDA and, with ``cpu_bf16``, on CPUs with native bf16), validates,
+appends a line to ``metrics.jsonl`` and writes ``last.pt`` (and ``best.pt`` when the task's metric improved). What differs between segmentation,
 reconstruction and prompted models is the task object (:mod:`petseg.training.tasks`); the run's files are
 described in :mod:`petseg.training.checkpoints`. An epoch is re-seeded from ``(seed, epoch, rank)``, so it
 depends only on the model/optimizer state at its start: two identical runs give the same metrics, and a
@@ -149,13 +149,9 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
     train_bf16 = config.cpu_bf16 and device.type == "cpu" and cpu_bf16_supported()
     task.loss_fn.to(device)
 
-    def autocast() -> Any:
-        return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
-
-    def train_autocast() -> Any:
-        if train_bf16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return autocast()
+    def autocast() -> Any:  # training steps and validation alike; a run's test evaluation stays fp32
+        return torch.autocast(device.type, dtype=torch.bfloat16 if train_bf16 else amp_dtype,
+                              enabled=use_amp or train_bf16)
 
     start_epoch, history, resumed_from = 0, [], None
     if resume and last_path.exists():
@@ -199,7 +195,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         batches = iter(loader)
         for step in range(steps_per_epoch):
             images, masks = batch_to_device(next(batches), device)
-            with train_autocast():
+            with autocast():
                 loss = task.loss(task.forward(train_model, images, masks, rng=prompt_rng), images, masks)
             _optimiser_step(loss, optimizer, scaler, scheduler, trainable, config.grad_clip)
             progress.global_step += 1
@@ -215,7 +211,7 @@ def _train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: Train
         record: dict[str, Any] = {"epoch": epoch + 1, "global_step": progress.global_step,
                                   "lr": scheduler.get_last_lr()[0],
                                   "train_loss": train_loss_sum / (steps_per_epoch * context.world_size)}
-        record.update(validate(model, validation, device, task, train_autocast, context, num_classes))
+        record.update(validate(model, validation, device, task, autocast, context, num_classes))
         record["time_s"] = round(time.perf_counter() - started, 3)
         record = files.to_jsonable(record)
         improved = progress.improved(record.get(task.metric_name), task)
