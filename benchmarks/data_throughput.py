@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from petseg.config_files import data_settings
 from petseg.data.cache import CACHE_ENV, PreprocessedCache, build_cache
 from petseg.data.dataset import PetSegDataset
 from petseg.data.layout import (
@@ -34,7 +35,6 @@ from petseg.data.layout import (
     find_dataset_root,
     index_dataset,
 )
-from petseg.data.pipeline import load_config
 from petseg.data.transforms import CheckedAugmentation, resize_and_pad
 from petseg.data.validate import BadFileError, ValidationReport, fingerprint, load_pair
 
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace, cache_dir: Path) -> tuple[list[Result], dict]:
     samples, skipped = pick_samples(index.samples, args.n, args.seed)
     if not samples:
         raise SystemExit(f"no decodable image/mask pairs under {root}")
-    config = load_config("data", "quick")
+    config = data_settings("quick")
     augmentation = CheckedAugmentation(strength=config["augmentation_strength"])
     size, repeats = args.size, args.repeats
     heights, widths = zip(*(load_pair(s).image.shape[:2] for s in samples[:50]), strict=True)

@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "petseg"
-LAYERS = {  # a package and the packages it must never import, not even inside a function
-    "data": ("models", "training", "evaluation", "reporting", "experiment", "demo"),
-    "models": ("training", "evaluation", "reporting", "experiment", "demo"),
-    "evaluation": ("training", "reporting", "experiment", "demo"),
-    "training": ("reporting", "experiment", "demo"),
+# A package and the top-level modules or packages it must never import, not even inside a function.
+# ``config`` checks whole experiment configs with the training and model code, so it sits above them; the
+# layers below read and check their settings through ``config_files``.
+LAYERS = {
+    "data": ("config", "models", "training", "evaluation", "reporting", "experiment", "demo"),
+    "models": ("config", "training", "evaluation", "reporting", "experiment", "demo"),
+    "evaluation": ("config", "training", "reporting", "experiment", "demo"),
+    "training": ("config", "reporting", "experiment", "demo"),
 }
-MAX_LINES = 550
+MAX_LINES = 520
 
 
 def _module(path: Path) -> str:

@@ -42,7 +42,7 @@ def find_data(data: str | os.PathLike | None = None) -> Path | None:
 
 def check_data_available(data: str | os.PathLike | None = None) -> Path | None:
     """:func:`find_data`; when it finds nothing and the archives are not downloaded yet, check that the
-    download server answers (:func:`petseg.data.download.check_reachable`: an OfflineError at once when not)
+    download server answers (:func:`petseg.data.fetch.check_reachable`: an OfflineError at once when not)
     and return None: the data will be downloaded."""
     root = find_data(data)
     if root is None:

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from petseg.config import check_data_settings, merge
+from petseg.config_files import check_data_settings, data_settings, merge
 from petseg.data.cache import PreprocessedCache, build_cache, default_cache_dir
 from petseg.data.dataset import PetSegDataset, balancing_multipliers
 from petseg.data.layout import DatasetNotFoundError, data_root_from_env, find_dataset_root, index_dataset
 from petseg.data.split import Split, make_split, stratified_subset
 from petseg.data.transforms import CheckedAugmentation
 from petseg.data.validate import LoadedPair, ValidationReport, check_dataset, load_pair
-from petseg.profiles import PROFILES
 
 OFFICIAL_TEST_IMAGES = 3669  # lines of the official annotations/test.txt
-
-
-def load_config(name: str, profile: str) -> dict:
-    """Read ``petseg/configs/<name>.yaml`` and merge the chosen profile's keys over the top level."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    text = resources.files("petseg").joinpath("configs", f"{name}.yaml").read_text()
-    config = yaml.safe_load(text)
-    profiles = config.pop("profiles", {})
-    return merge(config, profiles.get(profile, {}), {"profile": profile})
 
 
 def default_download_dir() -> Path:
@@ -40,7 +27,7 @@ def resolve_data_root(data: str | Path | None = None, download: bool = True) -> 
     """Where the dataset is: ``data``, else ``$PETSEG_DATA``, else the download folder.
 
     With neither given and no finished download, downloads the official archives when ``download``
-    is true (online), and raises :class:`petseg.data.download.OfflineError` at once when offline.
+    is true (online), and raises :class:`petseg.data.fetch.OfflineError` at once when offline.
     """
     from petseg.data import download as dl
 
@@ -77,7 +64,7 @@ class PreparedData:
 
     def subset_note(self, split: str = "test") -> str:
         """``""`` when ``split`` is evaluated whole, else a phrase naming the subset, e.g. "a breed-stratified
-        subset of 1,000 of the 3,292 test images"."""
+        subset of 500 of the 3,292 test images"."""
         used, whole = len(self.stems(split)), len(self.split[split])
         return "" if used == whole else f"a breed-stratified subset of {used:,} of the {whole:,} {split} images"
 
@@ -152,7 +139,7 @@ def prepare_data(data: str | Path | None = None, profile: str = "quick", *, imag
     ``overrides`` is merged over ``configs/data.yaml`` (e.g. a model config's ``data`` section).
     """
     check_data_settings(overrides)  # ConfigError naming the setting: unknown key, wrong type, out of range
-    config = merge(load_config("data", profile), overrides)
+    config = merge(data_settings(profile), overrides)
     if image_size is not None:
         config["image_size"] = image_size
     if seed is not None:

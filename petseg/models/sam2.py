@@ -330,7 +330,7 @@ def fetch_official_checkpoint(hiera_size: str = "tiny", cache_dir: str | Path | 
     :class:`Sam2CheckpointError`. Offline, raises it within about ``timeout`` seconds with a one-line message
     saying where to put a file obtained elsewhere.
     """
-    from petseg.data.download import DownloadError, check_reachable, download_file
+    from petseg.data.fetch import DownloadError, check_reachable, download_file
 
     if hiera_size not in OFFICIAL_CHECKPOINTS:
         raise ValueError(f"hiera_size must be one of {HIERA_SIZES}, got {hiera_size!r}")

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import petseg.data.cache as cache_module
+from petseg.config_files import data_settings
 from petseg.data.cache import PreprocessedCache, build_cache, cache_key
 from petseg.data.dataset import PetSegDataset, balancing_multipliers, expand_by_species
-from petseg.data.pipeline import load_config, prepare_data
+from petseg.data.pipeline import prepare_data
 from petseg.data.transforms import CheckedAugmentation
 from petseg.data.validate import check_dataset
 from tests.conftest import make_pair
@@ -100,9 +101,9 @@ def test_dataset_items_and_augmented_copies(official_dataset, tmp_path):
 
 
 def test_prepare_data_and_config(official_dataset, tmp_path):
-    assert load_config("data", "full")["image_size"] == 512
+    assert data_settings("full")["image_size"] == 512
     with pytest.raises(ValueError):
-        load_config("data", "huge")
+        data_settings("huge")
     prepared = prepare_data(official_dataset, "quick", image_size=32, cache_dir=tmp_path / "c", progress=False)
     assert prepared.split.sizes() == {"train": 12, "val": 3, "test": 15}
     assert prepared.split_path.exists()

@@ -1,4 +1,4 @@
-"""Tests of petseg.data.download against a local HTTP server (no internet needed)."""
+"""Tests of petseg.data.fetch (HTTP: offline, resume, md5) and petseg.data.download (archives) against a local HTTP server (no internet needed)."""
 
 from __future__ import annotations
 

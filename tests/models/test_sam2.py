@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from petseg.data.download import OfflineError
+from petseg.data.fetch import OfflineError
 from petseg.evaluation.clicks import evaluate_prompted, interactive_subset, number_of_clicks, prompted_table
 from petseg.models import build_model
 from petseg.models import sam2 as sam2_module
@@ -195,7 +195,7 @@ def test_official_checkpoint_offline_is_one_line_and_fast(tmp_path: Path, monkey
     def unreachable(url: str, timeout: float = 1.0) -> None:
         raise OfflineError("Cannot download the Oxford-IIIT Pet dataset: cannot resolve host x. To work offline, ...")
 
-    monkeypatch.setattr("petseg.data.download.check_reachable", unreachable)
+    monkeypatch.setattr("petseg.data.fetch.check_reachable", unreachable)
     started = time.perf_counter()
     with pytest.raises(Sam2CheckpointError) as error:
         fetch_official_checkpoint("small", tmp_path)
