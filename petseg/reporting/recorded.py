@@ -231,6 +231,10 @@ def recorded_summary(keys: Sequence[str], profile: str = "full", root: str | Pat
     words = (f"Recorded `{profile}`-profile results (`{command}`; {PROFILE_NOTES.get(profile, '').rstrip('.')}), "
              f"with the hardware, commit and data they came from. They are committed files, not re-run by this "
              f"build.")
+    recorded = {record.get("key") for record in records.values() if not record.get("label")}
+    missing = [key for key in keys if key not in recorded]
+    if missing:
+        words += f" Not recorded yet: {', '.join(missing)}."
     return words + _other_data_warning(table, fingerprint), table
 
 

@@ -119,7 +119,9 @@ def test_recorded_summary_says_how_to_record_or_shows_the_records(tmp_path: Path
     text, table = reference_runs.recorded_summary(["unet"], "full", tmp_path / "ref", fingerprint="abc")
     assert list(table.index) == ["unet-s0"] and "Data differs" not in text
     text, _ = reference_runs.recorded_summary(["unet"], "full", tmp_path / "ref", fingerprint="other")
-    assert "Data differs" in text and "abc" in text
+    assert "Data differs" in text and "abc" in text and "Not recorded yet" not in text
+    text, table = reference_runs.recorded_summary(["unet", "fusion_film"], "full", tmp_path / "ref")
+    assert list(table.index) == ["unet-s0"] and "Not recorded yet: fusion_film." in text
 
 
 def test_recorded_summary_names_only_recordable_models_in_its_command(tmp_path: Path) -> None:
