@@ -1,5 +1,11 @@
 """How fast the demo answers: image upload (decode + embedding) and the round trip of one more click,
-measured from a client through the app's HTTP API (``gradio_client``), beside the server's own timings."""
+measured from a client through the app's HTTP API, beside the server's own timings.
+
+A click is timed two ways. ``http``: what a browser does, one kept-alive connection that posts the click
+straight to ``/gradio_api/run/click`` (prompt events skip the queue) and fetches the returned picture.
+``gradio_client``: the Python client, which joins the queue, polls its event stream every 50 ms and opens a new
+connection per request, so its round trips come in 50 ms steps. Uploads always go through ``gradio_client``
+(its session is the one the direct clicks use)."""
 
 from __future__ import annotations
 
@@ -20,6 +26,35 @@ def click_grid(width: int, height: int, n: int) -> list[tuple[int, int]]:
     return [(int(x), int(y)) for x, y in zip(xs, ys, strict=True)]
 
 
+class DirectClicker:
+    """Clicks for one ``gradio_client`` session sent as a browser sends them: a POST to ``/gradio_api/run/click``
+    on one kept-alive ``httpx`` connection, then a GET of the picture in the reply."""
+
+    def __init__(self, url: str, session_hash: str) -> None:
+        import httpx
+
+        self.base = url.rstrip("/")
+        self.session_hash = session_hash
+        self.http = httpx.Client(timeout=60)
+
+    def click(self, x: float, y: float, model_key: str) -> tuple[str, dict]:
+        """The reply's status message and details; raises RuntimeError on an HTTP error or a missing picture."""
+        reply = self.http.post(f"{self.base}/gradio_api/run/click", json={
+            "data": [x, y, "point", "auto", model_key, None], "session_hash": self.session_hash})  # None: the session state, kept by the server
+        if reply.status_code != 200:
+            raise RuntimeError(f"click failed: HTTP {reply.status_code} {reply.text[:200]}")
+        picture, message, details = reply.json()["data"][:3]
+        if not picture or not picture.get("url"):
+            raise RuntimeError(f"click failed: no picture in the reply ({message})")
+        fetched = self.http.get(picture["url"])
+        if fetched.status_code != 200 or not fetched.content:
+            raise RuntimeError(f"click failed: the picture could not be fetched (HTTP {fetched.status_code})")
+        return message, details
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: int = 10) -> dict[str, Any]:
     """Upload ``image_path`` twice (the second time its embedding is cached), then add ``clicks`` point
     prompts one by one; every figure is wall-clock seconds seen by the client, except the ``server_*`` ones."""
@@ -35,14 +70,24 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
     _, _, cached = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
     upload_cached = time.perf_counter() - start
     size, details = first["image"], first
-    round_trips, server = [], []
-    for x, y in click_grid(size["width"], size["height"], clicks):
-        start = time.perf_counter()
-        _, message, details = client.predict(x, y, "point", "auto", model_key, api_name="/click")
-        round_trips.append(time.perf_counter() - start)
-        if details.get("error"):
-            raise RuntimeError(f"click failed: {message}")
-        server.append(details["predict_seconds"])
+    direct = DirectClicker(url, client.session_hash)
+    round_trips, server, client_round_trips = [], [], []
+    try:
+        for x, y in click_grid(size["width"], size["height"], clicks):
+            start = time.perf_counter()
+            message, details = direct.click(x, y, model_key)
+            round_trips.append(time.perf_counter() - start)
+            if details.get("error"):
+                raise RuntimeError(f"click failed: {message}")
+            server.append(details["predict_seconds"])
+            start = time.perf_counter()  # the same click position again, through gradio_client
+            _, message, details = client.predict(x, y, "point", "auto", model_key, api_name="/click")
+            client_round_trips.append(time.perf_counter() - start)
+            if details.get("error"):
+                raise RuntimeError(f"click failed: {message}")
+    finally:
+        direct.close()
+        client.close()
     return {
         "image": f"{size['width']}x{size['height']}", "model": details["model"],
         "upload_seconds": upload, "server_embedding_seconds": first.get("embedding_seconds"),
@@ -51,6 +96,8 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
         "click_median_ms": 1000 * float(np.median(round_trips)), "click_p90_ms": 1000 * float(np.percentile(round_trips, 90)),
         "click_p95_ms": 1000 * float(np.percentile(round_trips, 95)),
         "server_predict_median_ms": 1000 * float(np.median(server)),
+        "gradio_client_click_median_ms": 1000 * float(np.median(client_round_trips)),
+        "gradio_client_click_p95_ms": 1000 * float(np.percentile(client_round_trips, 95)),
         "host": f"{platform.node()} ({platform.processor() or platform.machine()})",
     }
 
@@ -59,7 +106,7 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
                               clicks: int = 20) -> dict[str, Any]:
     """``users`` browser sessions (one ``gradio_client.Client`` each) upload ``image_path`` one after another
     (embedded once, then cached) and click once, untimed (warm-up). Then each, in its own thread, adds
-    ``clicks`` point prompts in rounds: in each round every user clicks at the same moment (a barrier) and waits
+    ``clicks`` point prompts in rounds, sent directly (:class:`DirectClicker`, as a browser does): in each round every user clicks at the same moment (a barrier) and waits
     for its own answer. Returns every click's round trip (seconds, all users together) with their median and
     95th percentile (ms) and the load average at the end.
 
@@ -71,7 +118,7 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
 
     from gradio_client import Client, handle_file
 
-    clients, grids = [], []
+    clients, clickers, grids = [], [], []
     for n in range(users):
         client = Client(url, verbose=False)
         _, message, details = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
@@ -79,18 +126,20 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
             raise RuntimeError(f"upload failed: {message}")
         size = details["image"]
         grid = click_grid(size["width"], size["height"], (clicks + 1) * users)[n::users]
-        client.predict(*grid[0], "point", "auto", model_key, api_name="/click")  # warm-up, untimed
+        direct = DirectClicker(url, client.session_hash)
+        direct.click(*grid[0], model_key)  # warm-up, untimed
         clients.append(client)
+        clickers.append(direct)
         grids.append(grid[1:])
     barrier = threading.Barrier(users)
 
-    def user(client: Any, grid: list[tuple[int, int]]) -> list[float]:
+    def user(direct: DirectClicker, grid: list[tuple[int, int]]) -> list[float]:
         try:
             times = []
             for x, y in grid:
                 barrier.wait(timeout=300)
                 start = time.perf_counter()
-                _, message, details = client.predict(x, y, "point", "auto", model_key, api_name="/click")
+                message, details = direct.click(x, y, model_key)
                 times.append(time.perf_counter() - start)
                 if details.get("error"):
                     raise RuntimeError(f"click failed: {message}")
@@ -101,9 +150,10 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
 
     try:
         with ThreadPoolExecutor(users) as pool:
-            per_user = list(pool.map(user, clients, grids))
+            per_user = list(pool.map(user, clickers, grids))
     finally:
-        for client in clients:
+        for client, direct in zip(clients, clickers, strict=True):
+            direct.close()
             client.close()
     round_trips = [t for times in per_user for t in times]
     return {"users": users, "clicks_per_user": clicks, "click_round_trip_seconds": round_trips,
@@ -124,12 +174,15 @@ def latency_summary(result: dict[str, Any], aim_ms: float = 100) -> dict[str, An
         "one more click (median)": (result["click_median_ms"], result["server_predict_median_ms"]),
         "one more click (90th percentile)": (result["click_p90_ms"],
                                              1000 * float(np.percentile(result["server_predict_seconds"], 90))),
+        "one more click via gradio_client (median)": (result["gradio_client_click_median_ms"], float("nan")),
     }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=["round trip (ms)", "server: model call (ms)"])
-    met = result["click_median_ms"] < aim_ms
+    met = result["click_p95_ms"] < aim_ms
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     text = (f"{result['model']}, image {result['image']}, measured on {result['host']} with {os.cpu_count()} "
             f"CPU cores (load average {load:.1f} while measuring; other work on the machine slows every figure). "
-            f"The median extra click took {result['click_median_ms']:.0f} ms: the {aim_ms:.0f} ms aim is "
-            f"{'met' if met else 'not met on this machine'}.")
+            f"An extra click sent as a browser sends it took {result['click_median_ms']:.0f} ms (median), "
+            f"{result['click_p95_ms']:.0f} ms (95th percentile): the {aim_ms:.0f} ms aim for the 95th percentile is "
+            f"{'met' if met else 'not met on this machine'}. Through the Python client, which polls for its "
+            f"answer every 50 ms, the median was {result['gradio_client_click_median_ms']:.0f} ms.")
     return {"table": table.round(0), "text": text}

@@ -164,5 +164,15 @@ def test_latency_measurement_through_the_api(demo_server: str, tmp_path: Path) -
     assert len(result["click_round_trip_seconds"]) == len(result["server_predict_seconds"]) == 3
     assert all(r >= s for r, s in zip(result["click_round_trip_seconds"], result["server_predict_seconds"],
                                       strict=True))  # a round trip includes the model call
+    assert result["gradio_client_click_median_ms"] > 0 and result["click_p95_ms"] >= result["click_median_ms"]
     summary = latency_summary(result)
-    assert summary["table"].shape == (4, 2) and "100 ms aim" in summary["text"]
+    assert summary["table"].shape == (5, 2) and "100 ms aim" in summary["text"]
+
+
+def test_concurrent_users_click_directly_each_in_their_own_session(demo_server: str, tmp_path: Path) -> None:
+    from petseg.demo.latency import measure_concurrent_clicks
+
+    image = write_image(tmp_path / "shared.png", pet_like_image(120, 100))
+    result = measure_concurrent_clicks(demo_server, image, SAM2_KEY, users=2, clicks=2)
+    assert result["users"] == 2 and len(result["click_round_trip_seconds"]) == 4
+    assert 0 < result["click_median_ms"] <= result["click_p95_ms"]
