@@ -206,6 +206,9 @@ def check_experiment_config(name: str, config: Mapping[str, Any], overrides: Map
             check_keys(section, config[section], {k: type_of_example(v) for k, v in _examples(raw, section).items()})
     check_train_settings(config.get("train"))
     check_data_settings(config.get("data"))
+    from petseg.data.labels import check_species_multipliers  # numpy: imported when checking, not at import
+
+    check_species_multipliers((config.get("data") or {}).get("species_multipliers"))
     data = merge(data_settings(profile), config.get("data"))
     check_model_settings(config.get("model") or {}, _examples(raw, "model"), data.get("image_size"))
     upstream_name = config.get("pretrained_from")

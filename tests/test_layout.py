@@ -54,6 +54,11 @@ def test_dependencies_point_one_way(layer: str) -> None:
     assert not offending
 
 
+def test_config_files_stands_on_the_foundation_only() -> None:
+    """The settings every layer reads are checked without any layer above them (species names: data.labels)."""
+    assert _imports(PACKAGE / "config_files.py") <= {"petseg.errors", "petseg.profiles"}
+
+
 def test_no_import_cycle_between_modules() -> None:
     graph = {_module(path): _imports(path) for path in _sources()}
     state: dict[str, int] = {}

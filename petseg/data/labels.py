@@ -6,9 +6,12 @@ padding added around resized images; losses and metrics skip it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from petseg.errors import ConfigError
 
 BACKGROUND, CAT, DOG = 0, 1, 2
 IGNORE_INDEX = 255
@@ -18,6 +21,15 @@ BINARY_CLASS_NAMES = ("background", "pet")
 VALID_LABELS = frozenset({BACKGROUND, CAT, DOG, IGNORE_INDEX})
 SPECIES = ("cat", "dog")
 SPECIES_LABEL = {"cat": CAT, "dog": DOG}
+
+
+def check_species_multipliers(value: Any, setting: str = "data.species_multipliers") -> None:
+    """ConfigError when per-species multipliers name a species other than :data:`SPECIES` ('balance' and null pass;
+    their form and values are checked with the other settings, :mod:`petseg.config_files`)."""
+    if isinstance(value, Mapping):
+        unknown = sorted(str(key) for key in value if key not in SPECIES)
+        if unknown:
+            raise ConfigError(f"{setting} has unknown species {unknown}; valid: {', '.join(SPECIES)}, got {value!r}")
 
 # Official trimaps: 1 = pet, 2 = background, 3 = border / uncertain.
 TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3

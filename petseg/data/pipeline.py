@@ -11,6 +11,7 @@ import pandas as pd
 from petseg.config_files import check_data_settings, data_settings, merge
 from petseg.data.cache import PreprocessedCache, build_cache, default_cache_dir
 from petseg.data.dataset import PetSegDataset, balancing_multipliers
+from petseg.data.labels import check_species_multipliers
 from petseg.data.layout import DatasetNotFoundError, data_root_from_env, find_dataset_root, index_dataset
 from petseg.data.split import Split, make_split, stratified_subset
 from petseg.data.transforms import CheckedAugmentation
@@ -139,6 +140,7 @@ def prepare_data(data: str | Path | None = None, profile: str = "quick", *, imag
     ``overrides`` is merged over ``configs/data.yaml`` (e.g. a model config's ``data`` section).
     """
     check_data_settings(overrides)  # ConfigError naming the setting: unknown key, wrong type, out of range
+    check_species_multipliers((overrides or {}).get("species_multipliers"))
     config = merge(data_settings(profile), overrides)
     if image_size is not None:
         config["image_size"] = image_size
