@@ -165,6 +165,15 @@ def _data_description(prepared: PreparedData) -> dict:
     }
 
 
+def _seconds_of_finished_epochs(run_dir: Path) -> float:
+    """Seconds the finished epochs of a stopped run took (``time_s`` in its ``metrics.jsonl``; 0 without one)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return 0.0
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return float(sum(record.get("time_s") or 0.0 for record in records))
+
+
 def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, seed: int, force: bool,
                         progress: bool) -> Run:
     from petseg.models import build_model
@@ -191,10 +200,12 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
         (run_dir / EXPERIMENT_FILE).write_text(json.dumps({"config": config, "data": data_info}, indent=1))
     train_config = TrainConfig.from_dict(config["train"])
     resume = (run_dir / "last.pt").exists() and not force
+    # a resumed run's time: the epochs trained before it was stopped (their time_s in metrics.jsonl) + this part
+    earlier = _seconds_of_finished_epochs(run_dir) if resume else 0.0
     start = time.perf_counter()
     summary = train(model, prepared.dataset("train"), prepared.dataset("val", augment=False), train_config,
                     run_dir, task=config["task"], resume=resume, provenance=provenance)
-    train_seconds = time.perf_counter() - start
+    train_seconds = earlier + time.perf_counter() - start
     run = Run(run_dir, config, {}, reused=False, prepared=prepared)
     if not main_process:
         return run
@@ -203,6 +214,7 @@ def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, see
     results: dict[str, Any] = {
         "experiment": config["experiment"], "profile": config["profile"], "seed": seed, "task": config["task"],
         "data": data_info, "train_summary": to_jsonable(summary), "train_seconds": round(train_seconds, 1),
+        "resumed_after_seconds": round(earlier, 1) if resume else None,
         "parameters": sum(p.numel() for p in best.parameters()),
         "trainable_parameters": sum(p.numel() for p in best.parameters() if p.requires_grad),
         "provenance": provenance,

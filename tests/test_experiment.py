@@ -120,7 +120,10 @@ def test_killed_run_resumes_from_the_cli(env, monkeypatch, capsys):
     assert main([*args, "--resume"]) == 0
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2] and history[-1]["global_step"] == 4
-    assert (run_dir / "results.json").exists()
+    results = json.loads((run_dir / "results.json").read_text())
+    # the time of the epoch trained before the kill counts too
+    assert results["resumed_after_seconds"] == round(history[0]["time_s"], 1)
+    assert results["train_seconds"] >= history[0]["time_s"] + history[1]["time_s"] - 0.1
 
 
 def test_book_fails_fast_and_in_one_line_without_data(monkeypatch, tmp_path, capsys):
