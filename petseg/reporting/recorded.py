@@ -172,6 +172,11 @@ def reference_table(records: Mapping[str, Mapping[str, Any]], keys: Sequence[str
                 row[column] = round(float(test[metric]), 3)
         if "miou" in test.get("binary", {}):
             row["pet vs bg mIoU"] = round(float(test["binary"]["miou"]), 3)
+        for column, part in (("1-click IoU pet", "one_click"), ("box IoU pet", "box")):  # prompted models
+            if len(test.get(part, {}).get("iou", [])) == 2:
+                row[column] = round(float(test[part]["iou"][1]), 3)
+        if "noc90" in test.get("interactive", {}):
+            row["NoC@90"] = round(float(test["interactive"]["noc90"]), 2)
         if per_class:
             for class_name, iou in zip(test.get("class_names", []), test.get("iou", []), strict=False):
                 row[f"IoU {class_name}"] = round(float(iou), 3)

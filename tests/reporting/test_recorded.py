@@ -278,3 +278,14 @@ def test_the_committed_records_are_found_under_current_names() -> None:
     assert reference_runs.load_reference_results("standard")["fusion_film-s0"]["experiment"] == "fusion_unet"
     _, table = reference_runs.recorded_summary(["fusion_film"], "standard")
     assert table is not None and "fusion_film-s0" in table.index
+
+
+def test_prompted_records_show_click_box_and_noc_columns(tmp_path: Path) -> None:
+    run_dir = fake_run_dir(tmp_path / "runs", "sam2_effnet-standard-s0-x", profile="standard",
+                           one_click={"iou": [0.97, 0.944]}, box={"iou": [0.973, 0.9495]},
+                           interactive={"noc90": 2.255}, binary={"miou": 0.957})
+    reference_runs.record_run(run_dir, "sam2_effnet", tmp_path / "ref")
+    table = reference_runs.reference_table(reference_runs.load_reference_results("standard", tmp_path / "ref"))
+    row = table.loc["sam2_effnet-s0"]
+    assert (row["1-click IoU pet"], row["box IoU pet"], row["NoC@90"], row["pet vs bg mIoU"]) == (
+        0.944, 0.95, 2.25, 0.957)
