@@ -36,7 +36,7 @@ from petseg.errors import ConfigError, MissingInputError, UserError, one_line
 from petseg.evaluation.segmentation import baseline_metrics
 from petseg.models.weights import check_checkpoint_path
 from petseg.paths import repository_root
-from petseg.training.checkpoints import to_jsonable
+from petseg.training.checkpoints import read_jsonl, to_jsonable
 
 RUNS_ENV = "PETSEG_RUNS"
 # model settings an encoder-reusing experiment passes on to the run that trains its encoder
@@ -167,11 +167,7 @@ def _data_description(prepared: PreparedData) -> dict:
 
 def _seconds_of_finished_epochs(run_dir: Path) -> float:
     """Seconds the finished epochs of a stopped run took (``time_s`` in its ``metrics.jsonl``; 0 without one)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return 0.0
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return float(sum(record.get("time_s") or 0.0 for record in records))
+    return float(sum(record.get("time_s") or 0.0 for record in read_jsonl(run_dir / "metrics.jsonl")))
 
 
 def _train_and_evaluate(config: dict, prepared: PreparedData, run_dir: Path, seed: int, force: bool,
