@@ -73,7 +73,12 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
     _, _, cached = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
     upload_cached = time.perf_counter() - start
     size, details = first["image"], first
-    direct = DirectClicker(url, client.session_hash)
+    # the direct clicks get a session of their own, so each session's prompts are one plain click sequence
+    browser = Client(url, verbose=False)
+    _, message, uploaded = browser.predict(handle_file(str(image_path)), model_key, api_name="/upload")
+    if uploaded.get("error"):
+        raise RuntimeError(f"upload failed: {message}")
+    direct = DirectClicker(url, browser.session_hash)
     round_trips, server, client_round_trips = [], [], []
     try:
         for x, y in click_grid(size["width"], size["height"], clicks):
@@ -81,13 +86,14 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
             _, details = direct.click(x, y, model_key)
             round_trips.append(time.perf_counter() - start)
             server.append(details["predict_seconds"])
-            start = time.perf_counter()  # the same click position again, through gradio_client
+            start = time.perf_counter()  # the same click position in the other session, through gradio_client
             _, message, details = client.predict(x, y, "point", "auto", model_key, api_name="/click")
             client_round_trips.append(time.perf_counter() - start)
             if details.get("error"):
                 raise RuntimeError(f"click failed: {message}")
     finally:
         direct.close()
+        browser.close()
         client.close()
     return {
         "image": f"{size['width']}x{size['height']}", "model": details["model"],
@@ -104,16 +110,21 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
 
 
 def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, users: int = 1,
-                              clicks: int = 20) -> dict[str, Any]:
+                              clicks: int = 20, pause_seconds: float = 0.0, seed: int = 0) -> dict[str, Any]:
     """``users`` browser sessions (one ``gradio_client.Client`` each) upload ``image_path`` one after another
     (embedded once, then cached) and click once, untimed (warm-up). Then each, in its own thread, adds
-    ``clicks`` point prompts in rounds, sent directly (:class:`DirectClicker`, as a browser does): in each round every user clicks at the same moment (a barrier) and waits
-    for its own answer. Returns every click's round trip (seconds, all users together) with their median and
-    95th percentile (ms) and the load average at the end.
+    ``clicks`` point prompts sent directly (:class:`DirectClicker`, as a browser does) and waits for its own
+    answer before the next. ``pause_seconds == 0`` (the worst case): in rounds, every user clicks at the same
+    moment (a barrier). ``pause_seconds > 0`` (people at work): before each click a user looks at the picture
+    for a random time, uniform between 0.5x and 1.5x ``pause_seconds`` (seeded per user), so clicks collide
+    only by chance. Returns every click's round trip (seconds, all users together) with their median and 95th
+    percentile (ms) and the load average at the end.
 
     Each user clicks its own pixels: Gradio stores a reply's picture under a hash of its bytes, and two replies
     with identical pictures at the same moment (same image, same clicks) race on that one file (a download can
     find it truncated). For the same reason the uploads are not simultaneous."""
+    if pause_seconds < 0:
+        raise ValueError(f"pause_seconds must be >= 0, got {pause_seconds}")
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -133,12 +144,16 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
         clickers.append(direct)
         grids.append(grid[1:])
     barrier = threading.Barrier(users)
+    pauses = [np.random.default_rng([seed, n]).uniform(0.5, 1.5, clicks) * pause_seconds for n in range(users)]
 
-    def user(direct: DirectClicker, grid: list[tuple[int, int]]) -> list[float]:
+    def user(direct: DirectClicker, grid: list[tuple[int, int]], waits: np.ndarray) -> list[float]:
         try:
             times = []
-            for x, y in grid:
-                barrier.wait(timeout=300)
+            for (x, y), wait in zip(grid, waits, strict=True):
+                if pause_seconds > 0:
+                    time.sleep(float(wait))
+                else:
+                    barrier.wait(timeout=300)
                 start = time.perf_counter()
                 direct.click(x, y, model_key)
                 times.append(time.perf_counter() - start)
@@ -149,13 +164,14 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
 
     try:
         with ThreadPoolExecutor(users) as pool:
-            per_user = list(pool.map(user, clickers, grids))
+            per_user = list(pool.map(user, clickers, grids, pauses))
     finally:
         for client, direct in zip(clients, clickers, strict=True):
             direct.close()
             client.close()
     round_trips = [t for times in per_user for t in times]
-    return {"users": users, "clicks_per_user": clicks, "click_round_trip_seconds": round_trips,
+    return {"users": users, "clicks_per_user": clicks, "pause_seconds": pause_seconds,
+            "click_round_trip_seconds": round_trips,
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
             "click_median_ms": 1000 * float(np.median(round_trips)),
             "click_p95_ms": 1000 * float(np.percentile(round_trips, 95))}

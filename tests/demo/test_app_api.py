@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,15 @@ def test_concurrent_users_click_directly_each_in_their_own_session(demo_server: 
     result = measure_concurrent_clicks(demo_server, image, SAM2_KEY, users=2, clicks=2)
     assert result["users"] == 2 and len(result["click_round_trip_seconds"]) == 4
     assert 0 < result["click_median_ms"] <= result["click_p95_ms"]
+
+
+def test_concurrent_users_with_pauses_click_independently(demo_server: str, tmp_path: Path) -> None:
+    from petseg.demo.latency import measure_concurrent_clicks
+
+    image = write_image(tmp_path / "paused.png", pet_like_image(120, 100))
+    start = time.perf_counter()
+    result = measure_concurrent_clicks(demo_server, image, SAM2_KEY, users=2, clicks=2, pause_seconds=0.2)
+    assert result["pause_seconds"] == 0.2 and len(result["click_round_trip_seconds"]) == 4
+    assert time.perf_counter() - start >= 2 * 0.5 * 0.2  # each user paused at least 0.1 s before each click
+    with pytest.raises(ValueError, match="pause_seconds"):
+        measure_concurrent_clicks(demo_server, image, SAM2_KEY, users=1, clicks=1, pause_seconds=-1)
