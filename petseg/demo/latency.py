@@ -26,6 +26,25 @@ def click_grid(width: int, height: int, n: int) -> list[tuple[int, int]]:
     return [(int(x), int(y)) for x, y in zip(xs, ys, strict=True)]
 
 
+def click_pauses(users: int, clicks: int, pause_seconds: float, seed: int = 0) -> list[np.ndarray]:
+    """Per user, the seconds it looks at each answer before its next click: uniform between 0.5x and 1.5x
+    ``pause_seconds`` (seeded per user; all 0 when ``pause_seconds`` is 0)."""
+    if pause_seconds < 0:
+        raise ValueError(f"pause_seconds must be >= 0, got {pause_seconds}")
+    return [np.random.default_rng([seed, n]).uniform(0.5, 1.5, clicks) * pause_seconds for n in range(users)]
+
+
+def upload(client: Any, image_path: str | Path, model_key: str) -> dict:
+    """Upload ``image_path`` in ``client``'s session (a ``gradio_client.Client``): the reply's details; raises
+    RuntimeError on an error the app reports."""
+    from gradio_client import handle_file
+
+    _, message, details = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
+    if details.get("error"):
+        raise RuntimeError(f"upload failed: {message}")
+    return details
+
+
 class DirectClicker:
     """Clicks for one ``gradio_client`` session sent as a browser sends them: a POST to ``/gradio_api/run/click``
     on one kept-alive ``httpx`` connection, then a GET of the picture in the reply."""
@@ -65,19 +84,15 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
 
     client = Client(url, verbose=False)
     start = time.perf_counter()
-    _, message, first = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
-    upload = time.perf_counter() - start
-    if first.get("error"):
-        raise RuntimeError(f"upload failed: {message}")
+    first = upload(client, image_path, model_key)
+    upload_seconds = time.perf_counter() - start
     start = time.perf_counter()
     _, _, cached = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
     upload_cached = time.perf_counter() - start
     size, details = first["image"], first
     # the direct clicks get a session of their own, so each session's prompts are one plain click sequence
     browser = Client(url, verbose=False)
-    _, message, uploaded = browser.predict(handle_file(str(image_path)), model_key, api_name="/upload")
-    if uploaded.get("error"):
-        raise RuntimeError(f"upload failed: {message}")
+    upload(browser, image_path, model_key)
     direct = DirectClicker(url, browser.session_hash)
     round_trips, server, client_round_trips = [], [], []
     try:
@@ -97,7 +112,7 @@ def measure_latency(url: str, image_path: str | Path, model_key: str, clicks: in
         client.close()
     return {
         "image": f"{size['width']}x{size['height']}", "model": details["model"],
-        "upload_seconds": upload, "server_embedding_seconds": first.get("embedding_seconds"),
+        "upload_seconds": upload_seconds, "server_embedding_seconds": first.get("embedding_seconds"),
         "upload_cached_seconds": upload_cached, "embedding_was_cached": bool(cached.get("embedding_cached")),
         "click_round_trip_seconds": round_trips, "server_predict_seconds": server,
         "click_median_ms": 1000 * float(np.median(round_trips)), "click_p90_ms": 1000 * float(np.percentile(round_trips, 90)),
@@ -118,25 +133,22 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
     moment (a barrier). ``pause_seconds > 0`` (people at work): before each click a user looks at the picture
     for a random time, uniform between 0.5x and 1.5x ``pause_seconds`` (seeded per user), so clicks collide
     only by chance. Returns every click's round trip (seconds, all users together) with their median and 95th
-    percentile (ms) and the load average at the end.
+    percentile (ms), the wall-clock seconds of the whole click phase (pauses included) and the load average at
+    the end.
 
     Each user clicks its own pixels: Gradio stores a reply's picture under a hash of its bytes, and two replies
     with identical pictures at the same moment (same image, same clicks) race on that one file (a download can
     find it truncated). For the same reason the uploads are not simultaneous."""
-    if pause_seconds < 0:
-        raise ValueError(f"pause_seconds must be >= 0, got {pause_seconds}")
+    pauses = click_pauses(users, clicks, pause_seconds, seed)
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     clients, clickers, grids = [], [], []
     for n in range(users):
         client = Client(url, verbose=False)
-        _, message, details = client.predict(handle_file(str(image_path)), model_key, api_name="/upload")
-        if details.get("error"):
-            raise RuntimeError(f"upload failed: {message}")
-        size = details["image"]
+        size = upload(client, image_path, model_key)["image"]
         grid = click_grid(size["width"], size["height"], (clicks + 1) * users)[n::users]
         direct = DirectClicker(url, client.session_hash)
         direct.click(*grid[0], model_key)  # warm-up, untimed
@@ -144,7 +156,6 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
         clickers.append(direct)
         grids.append(grid[1:])
     barrier = threading.Barrier(users)
-    pauses = [np.random.default_rng([seed, n]).uniform(0.5, 1.5, clicks) * pause_seconds for n in range(users)]
 
     def user(direct: DirectClicker, grid: list[tuple[int, int]], waits: np.ndarray) -> list[float]:
         try:
@@ -163,15 +174,17 @@ def measure_concurrent_clicks(url: str, image_path: str | Path, model_key: str, 
             raise
 
     try:
+        start = time.perf_counter()
         with ThreadPoolExecutor(users) as pool:
             per_user = list(pool.map(user, clickers, grids, pauses))
+        phase_seconds = time.perf_counter() - start
     finally:
         for client, direct in zip(clients, clickers, strict=True):
             direct.close()
             client.close()
     round_trips = [t for times in per_user for t in times]
     return {"users": users, "clicks_per_user": clicks, "pause_seconds": pause_seconds,
-            "click_round_trip_seconds": round_trips,
+            "click_round_trip_seconds": round_trips, "click_phase_seconds": phase_seconds,
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
             "click_median_ms": 1000 * float(np.median(round_trips)),
             "click_p95_ms": 1000 * float(np.percentile(round_trips, 95))}

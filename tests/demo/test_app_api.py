@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -179,13 +178,26 @@ def test_concurrent_users_click_directly_each_in_their_own_session(demo_server: 
     assert 0 < result["click_median_ms"] <= result["click_p95_ms"]
 
 
+def test_click_pauses_are_seeded_per_user_and_within_half_to_one_and_a_half_times() -> None:
+    from petseg.demo.latency import click_pauses
+
+    pauses = click_pauses(users=3, clicks=50, pause_seconds=0.4, seed=7)
+    assert len(pauses) == 3 and all(len(p) == 50 for p in pauses)
+    assert all(0.2 <= value <= 0.6 for p in pauses for value in p)
+    assert not np.allclose(pauses[0], pauses[1])  # users do not click in step
+    assert all(np.array_equal(a, b) for a, b in zip(pauses, click_pauses(3, 50, 0.4, seed=7), strict=True))
+    assert all(not p.any() for p in click_pauses(2, 5, 0.0))
+    with pytest.raises(ValueError, match="pause_seconds"):
+        click_pauses(1, 1, -1)
+
+
 def test_concurrent_users_with_pauses_click_independently(demo_server: str, tmp_path: Path) -> None:
-    from petseg.demo.latency import measure_concurrent_clicks
+    from petseg.demo.latency import click_pauses, measure_concurrent_clicks
 
     image = write_image(tmp_path / "paused.png", pet_like_image(120, 100))
-    start = time.perf_counter()
-    result = measure_concurrent_clicks(demo_server, image, SAM2_KEY, users=2, clicks=2, pause_seconds=0.2)
-    assert result["pause_seconds"] == 0.2 and len(result["click_round_trip_seconds"]) == 4
-    assert time.perf_counter() - start >= 2 * 0.5 * 0.2  # each user paused at least 0.1 s before each click
+    result = measure_concurrent_clicks(demo_server, image, SAM2_KEY, users=2, clicks=2, pause_seconds=0.4)
+    assert result["pause_seconds"] == 0.4 and len(result["click_round_trip_seconds"]) == 4
+    # the click phase lasts at least as long as the longest user's pauses (each user waits before each click)
+    assert result["click_phase_seconds"] >= max(p.sum() for p in click_pauses(2, 2, 0.4))
     with pytest.raises(ValueError, match="pause_seconds"):
         measure_concurrent_clicks(demo_server, image, SAM2_KEY, users=1, clicks=1, pause_seconds=-1)
