@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.pause < 0:
+        parser.error(f"--pause must be >= 0 seconds, got {args.pause}")
 
     from petseg.demo.app import serve_subprocess
     from petseg.demo.latency import click_grid, measure_concurrent_clicks, measure_latency
