@@ -193,3 +193,26 @@ def test_baselines_stream_and_match_the_whole_split_at_once(official_dataset, tm
     meter = ConfusionMatrix()
     meter.update(majority_prediction(majority_per_pixel_map(stack(prepared.split.train)), test), test)
     assert baseline_metrics(prepared)["majority_per_pixel"]["miou"] == pytest.approx(meter.compute()["miou"])
+
+
+def test_a_recorded_run_keeps_per_image_confusions_panel_and_calibration(env, tmp_path):
+    from petseg.reporting.evidence import interval
+    from petseg.reporting.record_evidence import decode_mask
+    from petseg.reporting.recorded import load_per_image, load_reference_results, record_run
+
+    data, runs = env
+    run = run_experiment("unet", "quick", data, overrides=TINY, runs_dir=runs, progress=False)
+    (run.path / "per_image_test.csv").unlink()  # as if trained before per-image confusions: re-evaluated
+    path = record_run(run.path, "unet", tmp_path / "ref", prepared=run.prepared)
+    record = load_reference_results("quick", tmp_path / "ref")["unet-s0"]
+    assert record["per_image"] == {"file": "unet-s0.per_image.csv.gz", "rows": 15}
+    table = load_per_image("unet-s0", "quick", tmp_path / "ref")
+    assert {"stem", "species", "breed", "n_cat_as_dog"} <= set(table.columns) and len(table) == 15
+    assert interval(table, "miou").estimate == pytest.approx(record["test"]["miou"], abs=1e-9)
+    panel = record["mask_panel"]
+    assert len(panel["stems"]) == len(panel["masks"]) >= 5 and decode_mask(panel["masks"][0]).shape == (32, 32)
+    assert sum(record["calibration"]["counts"]) > 0
+    probe = record["species_probe"]
+    assert probe["initial"]["encoder"] == "random init" and probe["trained"]["test_images"] == 15
+    assert probe["trained"]["interval"][0] <= probe["trained"]["accuracy"] <= probe["trained"]["interval"][1]
+    assert str(tmp_path) not in path.read_text()

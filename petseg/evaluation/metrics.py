@@ -256,7 +256,9 @@ def per_image_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: int
 
     Returns float64 arrays: ``iou`` and ``dice`` ``[N, C]`` (NaN for a class absent from both prediction
     and target *in that image*), ``miou`` and ``mdice`` ``[N]`` (nanmean over classes), ``pixel_accuracy``
-    ``[N]`` and ``valid_pixels`` ``[N]`` (int64). An image with no valid pixel gets NaN everywhere.
+    ``[N]``, ``valid_pixels`` ``[N]`` (int64) and ``confusion`` ``[N, C, C]`` (int64 pixel counts, rows = true
+    class, columns = predicted: what a bootstrap over images resamples). An image with no valid pixel gets NaN
+    everywhere.
     """
     if pred.dim() != 3:
         raise ValueError(f"per_image_metrics expects [N, H, W] tensors, got shape {tuple(pred.shape)}")
@@ -280,6 +282,7 @@ def per_image_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: int
         "mdice": np.asarray(_nanmean(dice, axis=1), dtype=np.float64).reshape(num_images),
         "pixel_accuracy": _safe_ratio(true_positive.sum(axis=1), valid_pixels),
         "valid_pixels": valid_pixels.astype(np.int64),
+        "confusion": matrices.astype(np.int64),
     }
 
 

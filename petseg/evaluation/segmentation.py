@@ -52,7 +52,7 @@ def evaluate(model: nn.Module, dataset: Dataset, device: str | torch.device | No
     pet-vs-background) and ``per_image``: a dict of 1-D arrays ``[N]`` in dataset order, ready for
     ``pandas.DataFrame(result["per_image"])``: ``iou_<class>`` and ``dice_<class>`` (NaN where the class is
     in neither prediction nor target of that image), ``miou``, ``mdice``, ``pixel_accuracy``,
-    ``valid_pixels`` and ``pet_iou`` (pet-vs-background IoU; see :func:`petseg.evaluation.metrics.per_image_metrics`).
+    ``valid_pixels``, ``n_<true>_as_<predicted>`` (the image's confusion matrix in pixels) and ``pet_iou`` (pet-vs-background IoU; see :func:`petseg.evaluation.metrics.per_image_metrics`).
     ``device=None`` uses the model's device. The model's train/eval mode is restored afterwards.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -82,6 +82,10 @@ def evaluate(model: nn.Module, dataset: Dataset, device: str | torch.device | No
                     columns.put(f"{key}_{name}", start, batch_metrics[key][:, class_index])
             for key in ("miou", "mdice", "pixel_accuracy", "valid_pixels"):
                 columns.put(key, start, batch_metrics[key])
+            for true_index, true_name in enumerate(meter.class_names):  # the image's confusion matrix
+                for predicted_index, predicted_name in enumerate(meter.class_names):
+                    columns.put(f"n_{true_name}_as_{predicted_name}", start,
+                                batch_metrics["confusion"][:, true_index, predicted_index])
             if num_classes > 2:
                 pet = per_image_metrics(to_binary(predictions), to_binary(masks), 2)
                 columns.put("pet_iou", start, pet["iou"][:, 1])

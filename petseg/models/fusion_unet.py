@@ -37,9 +37,12 @@ from petseg.models.global_encoders import (
 from petseg.models.pretrained import LITE0_WEIGHTS_PACKAGE
 from petseg.models.unet import UNetDecoder, UNetEncoder, check_input_size, init_weights
 
-__all__ = ["FUSIONS", "FiLM", "FusionUNet", "describe_config_weights", "describe_fusion_weights"]
+__all__ = ["FUSIONS", "VECTOR_CONTROLS", "FiLM", "FusionUNet", "describe_config_weights", "describe_fusion_weights"]
 
 FUSIONS = ("concat", "film")
+
+
+VECTOR_CONTROLS = ("none", "shuffled", "random")
 
 
 class FiLM(nn.Module):
@@ -74,16 +77,24 @@ class FusionUNet(nn.Module):
     ``embedding`` ([B, embedding_dim], e.g. another image's :meth:`embed`) to replace the image's own vector
     (used to measure what the vector changes). ``global_encoder``: see :func:`build_global_encoder`;
     ``film_stages``: how many decoder stages FiLM modulates, coarsest first (None: all ``depth - 1``).
+    ``vector_control``: the controls that tell "the vector's information" from "more parameters": ``"none"`` fuses
+    each image's own vector; ``"shuffled"`` the vector of another image of the batch (rolled by one: a batch of
+    one keeps its own); ``"random"`` Gaussian noise with the batch vectors' overall mean and spread (no
+    information about any image). Both apply in training and testing; an ``embedding`` passed in is used as is.
     The UNet arguments are those of :class:`petseg.models.unet.UNet`.
     """
 
     def __init__(self, fusion: str = "concat", global_encoder: Mapping[str, Any] | None = None,
                  embedding_dim: int = 512, film_stages: int | None = None, film_hidden: int = 256,
                  in_channels: int = 3, n_classes: int = 3, depth: int = 6, base_width: int = 32,
-                 max_width: int = 512, dropout: float = 0.1, upsample: str = "transpose") -> None:
+                 max_width: int = 512, dropout: float = 0.1, upsample: str = "transpose",
+                 vector_control: str = "none") -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if vector_control not in VECTOR_CONTROLS:
+            raise ValueError(f"vector_control must be one of {VECTOR_CONTROLS}, got {vector_control!r}")
+        self.vector_control = vector_control
         if in_channels != 3:
             raise ValueError("the global image encoders take RGB images: in_channels must be 3")
         self.fusion = fusion
@@ -132,6 +143,14 @@ class FusionUNet(nn.Module):
         """The (projected) global vector of each image, [B, embedding_dim]."""
         return self.projection(self.global_encoder(images))
 
+    def controlled(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The vector the model fuses under its ``vector_control`` (the image's own for ``"none"``)."""
+        if self.vector_control == "shuffled":
+            return embedding.roll(1, dims=0)
+        if self.vector_control == "random":
+            return torch.randn_like(embedding) * embedding.std() + embedding.mean()
+        return embedding
+
     def fuse_bottleneck(self, bottleneck: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Concat fusion: broadcast the vector over the bottleneck, concatenate, 1x1 conv."""
         tiled = embedding[:, :, None, None].expand(-1, -1, *bottleneck.shape[-2:])
@@ -140,7 +159,7 @@ class FusionUNet(nn.Module):
     def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         features = self.encoder(images)
         if embedding is None:
-            embedding = self.embed(images)
+            embedding = self.controlled(self.embed(images))
         elif embedding.shape != (images.shape[0], self.embedding_dim):
             raise ValueError(f"embedding must be [{images.shape[0]}, {self.embedding_dim}], "
                              f"got {tuple(embedding.shape)}")

@@ -28,13 +28,17 @@ import pandas as pd
 
 from petseg.paths import RECORDED_RUNS_DIR, recorded_runs_dir
 
-__all__ = ["ABLATIONS", "load_reference_results", "record_reference_runs", "record_run",
+__all__ = ["ABLATIONS", "load_per_image", "load_reference_results", "without_machine_paths", "record_reference_runs", "record_run",
            "recorded_ablations", "recorded_summary", "reference_table"]
 
 logger = logging.getLogger(__name__)
 
 _RECORDED = recorded_runs_dir()  # the records of the checkout petseg is imported from (the default everywhere)
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2  # 2: + per-image table (<record>.per_image.csv.gz), mask panel, calibration; no machine paths
+READABLE_FORMATS = (1, 2)
+PER_IMAGE_SUFFIX = ".per_image.csv.gz"
+# an absolute path inside a string (a folder of the machine that trained): kept as ".../<last part>"
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/'\"]+/)*([^\s/'\"]+)")
 ABLATIONS = "ablations"  # the folder (beside the profiles' folders) of labelled records
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -52,12 +56,30 @@ def _record_path(out_dir: Path, profile: str, key: str, seed: int, label: str | 
     return Path(out_dir) / profile / f"{key}-s{seed}.json"
 
 
+def without_machine_paths(value: Any) -> Any:
+    """``value`` (JSON-like) with every absolute path in its strings cut to ``.../<last part>``: a record says
+    which dataset and run folder it came from, never where they lay on the machine that made it."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda match: f".../{match.group(1)}", value)
+    if isinstance(value, Mapping):
+        return {key: without_machine_paths(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_machine_paths(item) for item in value]
+    return value
+
+
 def record_run(run_dir: str | Path, key: str, out_dir: str | Path = _RECORDED,
-               overrides: Mapping[str, Any] | None = None, label: str | None = None) -> Path:
+               overrides: Mapping[str, Any] | None = None, label: str | None = None,
+               prepared: Any = None, evidence: bool | None = None) -> Path:
     """Copy a finished run's results (with its config and epoch history) to ``out_dir/<profile>/<key>-s<seed>.json``
     or, with a ``label``, to ``out_dir/ablations/<key>-<label>-s<seed>.json``.
 
     ``overrides``: what was changed from the profile for this recording (shown beside the numbers).
+    ``evidence``: also write the per-image table beside it (``<name>.per_image.csv.gz``) and put the mask panel
+    and calibration bins in the record (:mod:`petseg.reporting.record_evidence`; needs the run's ``best.pt`` and
+    the data: ``prepared``, else the data the run was trained on is prepared again; ``None``: when the run still
+    has its ``best.pt`` and ``experiment.json``, with a warning when not). Absolute paths are cut
+    (:func:`without_machine_paths`).
     Raises FileNotFoundError when the run has no ``results.json`` (it did not finish).
     """
     if label is not None:
@@ -74,12 +96,48 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = _RECORDED,
               "overrides": dict(overrides or {}), **results}
     record.get("train_summary", {}).pop("last_checkpoint", None)  # paths on the machine that trained
     record.get("train_summary", {}).pop("best_checkpoint", None)
+    record.get("train_summary", {}).pop("run_dir", None)
+    record.get("data", {}).pop("split_file", None)
     path = _record_path(Path(out_dir), str(results["profile"]), key, int(results["seed"]), label)
     path.parent.mkdir(parents=True, exist_ok=True)
+    record["per_image"] = None
+    if evidence is None:
+        evidence = (run_dir / "best.pt").is_file() and (run_dir / "experiment.json").is_file()
+        if not evidence:
+            logger.warning("%s has no best.pt or experiment.json: recorded without per-image table, mask panel or calibration", run_dir)
+    if evidence:
+        from petseg.reporting.record_evidence import run_evidence
+
+        if prepared is None:
+            prepared = _prepared_for_run(run_dir)
+        per_image, extra = run_evidence(run_dir, prepared)
+        record.update(extra)
+        if per_image is not None:
+            table_path = path.with_name(path.stem + PER_IMAGE_SUFFIX)
+            per_image.round(5).to_csv(table_path.with_name(table_path.name + ".tmp"), index=False,
+                                      compression={"method": "gzip", "mtime": 0})
+            os.replace(table_path.with_name(table_path.name + ".tmp"), table_path)
+            record["per_image"] = {"file": table_path.name, "rows": len(per_image)}
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    temporary.write_text(json.dumps(without_machine_paths(record), indent=1) + "\n")
     os.replace(temporary, path)
     return path
+
+
+def _prepared_for_run(run_dir: Path) -> Any:
+    """The data a finished run was trained and tested on, prepared again from its ``experiment.json``."""
+    from petseg.data.pipeline import prepare_data
+
+    recorded = json.loads((run_dir / "experiment.json").read_text())
+    config = recorded["config"]
+    return prepare_data(recorded["data"]["root"], config["profile"], overrides=config.get("data"), progress=False)
+
+
+def load_per_image(record_name: str, profile: str = "standard", root: str | Path = _RECORDED) -> pd.DataFrame | None:
+    """The per-image table of record ``<profile>/<record_name>`` (e.g. ``"unet-s0"``), or None when that
+    record has none (made before format 2, or a reconstruction model)."""
+    path = Path(root) / profile / f"{record_name}{PER_IMAGE_SUFFIX}"
+    return pd.read_csv(path) if path.is_file() else None
 
 
 def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str | Path | None = None,
@@ -114,13 +172,13 @@ def record_reference_runs(keys: Sequence[str], profile: str = "full", data: str 
         merged = deep_merge(dict(spec.overrides), dict(overrides or {}))
         tag = "-".join(part for part in (spec.tag, label) if part) or None
         run = run_experiment(spec.experiment, profile, data, seed, tag=tag, overrides=merged, **run_kwargs)
-        written[spec.key] = record_run(run.path, spec.key, out_dir, overrides, label)
+        written[spec.key] = record_run(run.path, spec.key, out_dir, overrides, label, prepared=run.prepared)
         logger.info("recorded %s -> %s", spec.key, written[spec.key])
         upstream = run.config.get("upstream_run")  # the pre-trained autoencoder of an AE+UNet
         if upstream and run.config.get("pretrained_from") not in written:
             name = str(run.config["pretrained_from"])
             written[name] = record_run(run.path.parent / upstream, name, out_dir, overrides_for_upstream(overrides),
-                                       label)
+                                       label, prepared=run.prepared)
     return written
 
 
@@ -133,8 +191,8 @@ def load_reference_results(profile: str = "full", root: str | Path = _RECORDED) 
     records = {}
     for path in sorted(folder.glob("*.json")):
         record = json.loads(path.read_text())
-        if record.get("format") != RECORD_FORMAT:
-            raise ValueError(f"{path}: unknown record format {record.get('format')!r} (expected {RECORD_FORMAT})")
+        if record.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{path}: unknown record format {record.get('format')!r} (readable: {READABLE_FORMATS})")
         records[path.stem] = _under_current_names(record)
     return records
 

@@ -28,3 +28,23 @@ def study_row(experiment: str) -> pd.DataFrame:
     row = dict(STUDY_RESULTS[experiment])
     name = row.pop("model")
     return pd.DataFrame([row], index=[f"{name}, original study (as reported)"])
+
+
+def autoencoder_claim_words() -> str:
+    """The study's autoencoder result in one sentence, from :data:`STUDY_AUTOENCODER` (for chapter 3's opening)."""
+    return (f"The original study pre-trained a convolutional autoencoder to reconstruct pet photographs, reached "
+            f"SSIM {STUDY_AUTOENCODER['SSIM']:.2f} and PSNR {STUDY_AUTOENCODER['PSNR']:.1f} dB, reused its encoder in "
+            f"a segmentation UNet, and got a cat Dice of **{STUDY_AUTOENCODER['cat Dice']:.2f}**: good "
+            "reconstructions, no cats.")
+
+
+def inconsistency_words(experiment: str) -> str:
+    """A warning when the study's quoted row for ``experiment`` cannot be right as printed ('' when it can):
+    a mean Dice below the mean IoU is impossible, since Dice >= IoU for every class."""
+    row = STUDY_RESULTS[experiment]
+    if row["mDice"] >= row["mIoU"]:
+        return ""
+    return (f"**The study's {row['model']} row is internally inconsistent**: its mDice {row['mDice']:.2f} is below "
+            f"its mIoU {row['mIoU']:.2f}, which no set of predictions can give (for every class Dice = 2 IoU / "
+            "(1 + IoU) >= IoU). At least one of its numbers is misreported, so this book compares with its "
+            "direction only, never with its digits.")

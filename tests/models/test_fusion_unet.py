@@ -327,3 +327,23 @@ def test_checkpoint_config_of_an_older_clip_checkpoint_keeps_the_tag_preprocessi
     assert "preprocess_from" not in rebuilt_random and rebuilt_random["pretrained"] == "checkpoint"
     effnet = {"name": "fusion_unet", "global_encoder": dict(EFFNET_32)}
     assert checkpoint_model_config(effnet) == effnet
+
+
+def test_vector_controls_replace_the_images_own_vector() -> None:
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 32, 32)
+    own = FusionUNet("concat", EFFNET_32, embedding_dim=8, **SMALL_UNET).eval()
+    shuffled = FusionUNet("concat", EFFNET_32, embedding_dim=8, vector_control="shuffled", **SMALL_UNET).eval()
+    shuffled.load_state_dict(own.state_dict())
+    vectors = own.embed(images)
+    torch.testing.assert_close(shuffled.controlled(vectors), vectors[[2, 0, 1]])
+    with torch.no_grad():  # the shuffled model is the own-vector model fed each image's neighbour's vector
+        torch.testing.assert_close(shuffled(images), own(images, embedding=vectors[[2, 0, 1]]))
+    random = FusionUNet("film", EFFNET_32, embedding_dim=8, vector_control="random", **SMALL_UNET)
+    noise = random.controlled(vectors)
+    assert noise.shape == vectors.shape and not torch.allclose(noise, vectors)
+    with pytest.raises(ValueError, match="vector_control"):
+        FusionUNet("concat", EFFNET_32, vector_control="zeros", **SMALL_UNET)
+    model = build_model({"name": "fusion_unet", "fusion": "concat", "global_encoder": EFFNET_32, "embedding_dim": 8,
+                         "vector_control": "shuffled", **SMALL_UNET})
+    assert model.vector_control == "shuffled"

@@ -39,16 +39,15 @@ def test_results_text_adds_a_caveat_only_when_training_lengths_differ() -> None:
     assert "EfficientNet-UNet trained longer than the UNet: part of its lead may be the longer schedule." in text
 
 
-def test_the_verdict_follows_which_fusion_and_which_model_won() -> None:
-    pet = {"fusion_concat": 0.8, "fusion_film": 0.81, "efficientnet_unet": 0.9}
-    text = fusion_verdict(rows(0.5, 0.6, 0.7, 0.55), pet)
-    assert "**The fusion was at fault, on this build**" in text and "gains 0.100 mIoU" in text
-    assert "Global semantics **do** help" in text and "beat every global-vector model" in text
-    assert "0.900 IoU against 0.810 (FiLM) and 0.800 (concat)" in text
-    text = fusion_verdict(rows(0.6, 0.5, 0.55, 0.65), pet)
-    assert "FiLM does **not** beat the study's concat fusion" in text
-    assert "Neither fusion beats the UNet from scratch" in text and "do **not** beat the best" in text
-    assert "end level here" in fusion_verdict(rows(0.6, 0.605, 0.7, 0.5), pet)
+def test_this_build_is_set_beside_the_reference_and_says_no_verdict() -> None:
+    reference = {"fusion_concat": 0.856, "fusion_film": 0.856, "efficientnet_unet": 0.878, "unet": 0.726}
+    text = fusion_verdict(rows(0.42, 0.71, 0.79, 0.44), reference)
+    assert text.startswith("**This build beside the reference run**") and "at fault" not in text
+    assert "- FiLM minus concat: +0.290 mIoU in this build, +0.000 in the reference run: **not** the reference's" in text
+    assert "- the better fusion minus the UNet: +0.270 mIoU in this build, +0.130 in the reference run: the same" in text
+    swapped = fusion_verdict(rows(0.71, 0.42, 0.79, 0.44), {**reference, "fusion_film": 0.80})
+    assert "- FiLM minus concat: -0.290 mIoU in this build, -0.056 in the reference run: the same direction." in swapped
+    assert "no reference record" in fusion_verdict(rows(0.5, 0.6, 0.7, 0.55))
 
 
 def test_vector_use_is_described_from_the_share_of_flipped_pixels() -> None:
@@ -63,3 +62,9 @@ def test_vector_use_is_described_from_the_share_of_flipped_pixels() -> None:
     assert "flips **70.0%** of the pet pixels of the concat model and **0.2%** of the FiLM model's" in text
     assert "**not found** on this build" in text
     assert "**measured**" in vector_use_text({**row, "blockiness of the change": 2.5}, row, row)
+
+
+def test_subset_words_give_the_counts() -> None:
+    from petseg.reporting.fusion import subset_words
+
+    assert subset_words(255, 510) == "Measured on 255 of the 510 evaluated test images (every second one)."

@@ -1,0 +1,165 @@
+"""What a record keeps of a finished run beyond its summary numbers, so the book's reference figures and
+intervals can be drawn from committed files without the weights (which are never committed).
+
+- a per-image table (``<record>.per_image.csv.gz``): stem, species, breed and, for a segmentation model, the
+  image's confusion matrix (``n_<true>_as_<predicted>``), from which :mod:`petseg.reporting.evidence`
+  bootstraps every dataset-level metric; a prompted model's per-image IoUs and clicks;
+- the mask panel: predicted masks, run-length encoded, of a fixed set of test images (the study's Bombay,
+  American Bulldog and Miniature Pinscher, one each, and the model's five hardest images);
+- calibration bins (reliability diagram, ECE) of a segmentation model.
+
+Everything is computed from the run's ``best.pt`` at record time, so a run trained by an older version of
+petseg is recorded in today's format without training again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from petseg.reporting.evidence import has_confusion
+
+__all__ = ["PANEL_BREEDS", "decode_mask", "encode_mask", "panel_stems", "run_evidence"]
+
+PANEL_BREEDS = ("Bombay", "american_bulldog", "miniature_pinscher")  # the study's example figure
+HARDEST = 5
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """A label mask ``[H, W]`` (uint8) as ``{"shape": [H, W], "runs": [value, length, value, length, ...]}``
+    over its row-major pixels."""
+    flat = np.asarray(mask, dtype=np.uint8).ravel()
+    if flat.size == 0:
+        return {"shape": list(np.shape(mask)), "runs": []}
+    change = np.flatnonzero(np.diff(flat)) + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [flat.size]]))
+    runs = np.stack([flat[starts], lengths], axis=1).ravel()
+    return {"shape": [int(s) for s in np.shape(mask)], "runs": [int(v) for v in runs]}
+
+
+def decode_mask(encoded: dict[str, Any]) -> np.ndarray:
+    """The inverse of :func:`encode_mask`; ValueError when the runs do not fill the shape."""
+    shape = tuple(int(s) for s in encoded["shape"])
+    runs = np.asarray(encoded["runs"], dtype=np.int64).reshape(-1, 2)
+    if runs[:, 1].sum() != int(np.prod(shape)):
+        raise ValueError(f"run lengths add up to {runs[:, 1].sum()} pixels, the shape {shape} has {np.prod(shape)}")
+    return np.repeat(runs[:, 0].astype(np.uint8), runs[:, 1]).reshape(shape)
+
+
+def panel_stems(per_image: pd.DataFrame, score: str = "miou", hardest: int = HARDEST,
+                breeds: Sequence[str] = PANEL_BREEDS) -> list[str]:
+    """The mask panel: the first test image (by stem) of each of ``breeds`` present, then the ``hardest``
+    images with the lowest per-image ``score`` (ties by stem), none twice."""
+    chosen = _study_stems(per_image, breeds)
+    wanted = len(chosen) + hardest
+    for stem in per_image.dropna(subset=[score]).sort_values([score, "stem"])["stem"]:
+        if len(chosen) >= wanted:
+            break
+        if stem not in chosen:
+            chosen.append(stem)
+    return chosen
+
+
+def _study_stems(per_image: pd.DataFrame, breeds: Sequence[str] = PANEL_BREEDS) -> list[str]:
+    """The first test image (by stem) of each of ``breeds`` present in ``per_image``."""
+    firsts = (sorted(per_image.loc[per_image["breed"] == breed, "stem"]) for breed in breeds)
+    return [stems[0] for stems in firsts if stems]
+
+
+def _species_and_breed(prepared: Any, stems: Sequence[str]) -> pd.DataFrame:
+    by_stem = {sample.stem: sample for sample in prepared.report.usable}
+    return pd.DataFrame({"stem": list(stems), "species": [by_stem[s].species for s in stems],
+                         "breed": [by_stem[s].breed for s in stems]})
+
+
+def run_evidence(run_dir: str | Path, prepared: Any, device: str | None = None) -> tuple[pd.DataFrame | None, dict]:
+    """The per-image table and the extra record fields (``mask_panel``, ``calibration``) of a finished run.
+
+    Reconstruction runs (the autoencoder) have no per-image table (None) and no extra fields."""
+    from petseg.experiment import Run, evaluate_segmentation
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "experiment.json").read_text())["config"]
+    task = config["task"]
+    if task == "reconstruction":
+        return None, {"species_probe": species_probe_record(Run(run_dir, config, {}, reused=True).load_model(),
+                                                            config, prepared)}
+    stems = prepared.stems("test")
+    saved = run_dir / "per_image_test.csv"
+    per_image = pd.read_csv(saved) if saved.is_file() else None
+    model = None
+    if task == "segmentation" and not has_confusion(per_image):  # recorded before the confusion columns existed
+        model = Run(run_dir, config, {}, reused=True).load_model()
+        _, per_image = evaluate_segmentation(model, prepared.dataset("test", augment=False), device=device)
+        per_image.insert(0, "stem", stems)
+    if per_image is None:
+        raise FileNotFoundError(f"{saved} missing: the run did not finish its test evaluation")
+    per_image = _species_and_breed(prepared, list(per_image["stem"])).merge(per_image, on="stem")
+    extra: dict[str, Any] = {}
+    if task == "segmentation":
+        model = model if model is not None else Run(run_dir, config, {}, reused=True).load_model()
+        extra["mask_panel"] = _mask_panel(model, prepared, per_image, device)
+        extra["calibration"] = _calibration(model, prepared)
+        extra["species_probe"] = species_probe_record(model, config, prepared)
+    return per_image, extra
+
+
+INITIAL_ENCODERS = {"efficientnet_unet": "ImageNet EfficientNet-Lite0", "ae_unet": "the autoencoder's"}
+
+
+def species_probe_record(model: Any, config: dict, prepared: Any, train_limit: int | None = None) -> dict[str, Any]:
+    """The linear species probe (:mod:`petseg.evaluation.probe`) on the trained model's encoder and on the same
+    architecture before training (random init; ImageNet for the EfficientNet-UNet; the autoencoder's encoder
+    for the AE+UNet), each with its accuracy, balanced accuracy and 95% bootstrap interval over test images."""
+    from petseg.evaluation.probe import probe_model
+    from petseg.models import build_model
+    from petseg.reporting.evidence import interval
+    from petseg.training.seeds import seed_everything
+
+    seed_everything(int(config.get("train", {}).get("seed", 0)))
+    initial = build_model(config["model"])
+    result = {}
+    for name, encoder_model, what in (("trained", model, "after training"),
+                                      ("initial", initial, INITIAL_ENCODERS.get(config["model"]["name"],
+                                                                                 "random init"))):
+        probe = probe_model(encoder_model, prepared, train_limit)
+        table = pd.DataFrame({"stem": probe["stems"], "correct": probe["correct"].astype(float)})
+        found = interval(table, "correct")
+        result[name] = {"encoder": what, "accuracy": round(probe["accuracy"], 5),
+                        "interval": [round(found.low, 5), round(found.high, 5)],
+                        "balanced_accuracy": round(probe["balanced_accuracy"], 5),
+                        "majority_accuracy": round(probe["majority_accuracy"], 5),
+                        "train_images": probe["train_images"], "test_images": probe["test_images"],
+                        "features": probe["features"]}
+    return result
+
+
+def _mask_panel(model: Any, prepared: Any, per_image: pd.DataFrame, device: str | None) -> dict[str, Any]:
+    from petseg.experiment import predict
+
+    stems = panel_stems(per_image)
+    position = {stem: index for index, stem in enumerate(prepared.stems("test"))}
+    predicted = predict(model, prepared.dataset("test", augment=False), [position[s] for s in stems],
+                        device=device)["probabilities"].argmax(axis=1)
+    row = per_image.set_index("stem")
+    return {"stems": stems,
+            "why": ["study panel" if i < len(_study_stems(per_image)) else "hardest" for i in range(len(stems))],
+            "miou": [round(float(row.loc[s, "miou"]), 4) for s in stems],
+            "masks": [encode_mask(mask) for mask in predicted]}
+
+
+def _calibration(model: Any, prepared: Any) -> dict[str, Any]:
+    from petseg.evaluation.calibration import model_reliability
+
+    reliability = model_reliability(model, prepared.dataset("test", augment=False))
+    return {"edges": [round(float(e), 4) for e in reliability.edges],
+            "counts": [int(c) for c in reliability.counts],
+            "confidence": [None if np.isnan(c) else round(float(c), 5) for c in reliability.confidence],
+            "accuracy": [None if np.isnan(a) else round(float(a), 5) for a in reliability.accuracy],
+            "ece": round(float(reliability.ece), 5), "mce": round(float(reliability.mce), 5)}
