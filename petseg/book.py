@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from petseg.notebook_paths import strip_build_paths
 from petseg.paths import repository_root
 from petseg.profiles import PROFILES
 
@@ -276,6 +277,8 @@ def execute_chapter(chapter: Chapter, *, root: Path | str, parameters: dict[str,
         raise BookError(f"chapter {chapter.name} could not be executed: {type(err).__name__}: {err}") from err
     seconds = time.perf_counter() - start
     hide_injected_parameters(chapter.output)
+    # The notebook is offered for download: no path of this machine (repository, data, home) in it.
+    strip_build_paths(chapter.output, root, [parameters.get("data"), os.environ.get("PETSEG_DATA")])
     write_stamp(chapter, key, seconds)
     _say(f"{chapter.name}: done in {seconds:.1f} s")
     return ChapterResult(chapter, executed=True, seconds=seconds)

@@ -12,6 +12,7 @@ import pytest
 
 from petseg import book
 from petseg.book import BookError, Chapter
+from petseg.notebook_paths import PathScrubber
 
 TOC = """\
 format: jb-book
@@ -383,8 +384,10 @@ def test_tiny_book_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert book.page_figures(html / f"{chapter.docname}.html", html)
         outputs = "".join("".join(o.get("text", "")) for c in json.loads(chapter.output.read_text())["cells"]
                           for o in c.get("outputs", []))
-        assert f"kernel python: {sys.executable}" in outputs
-        assert f"params: quick {tmp_path.resolve()} 7" in outputs
+        scrub = PathScrubber(root, [tmp_path], home=Path.home())  # what strip_build_paths replaced
+        assert f"kernel python: {scrub.text(sys.executable)}" in outputs
+        assert "params: quick $PETSEG_DATA 7" in outputs  # the data folder's path is not in the download
+        assert str(tmp_path.resolve()) not in chapter.output.read_text()
         injected = [c for c in json.loads(chapter.output.read_text())["cells"]
                     if "injected-parameters" in c["metadata"].get("tags", [])]
         assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"]

@@ -216,3 +216,17 @@ def test_a_recorded_run_keeps_per_image_confusions_panel_and_calibration(env, tm
     assert probe["initial"]["encoder"] == "random init" and probe["trained"]["test_images"] == 15
     assert probe["trained"]["interval"][0] <= probe["trained"]["accuracy"] <= probe["trained"]["interval"][1]
     assert str(tmp_path) not in path.read_text()
+
+
+def test_a_recorded_autoencoder_keeps_per_image_quality_and_its_probe(env, tmp_path):
+    from petseg.reporting.evidence import interval
+    from petseg.reporting.recorded import load_per_image, load_reference_results, record_run
+
+    data, runs = env
+    run = run_experiment("autoencoder", "quick", data, overrides=TINY, runs_dir=runs, progress=False)
+    record_run(run.path, "autoencoder", tmp_path / "ref", prepared=run.prepared)
+    record = load_reference_results("quick", tmp_path / "ref")["autoencoder-s0"]
+    table = load_per_image("autoencoder-s0", "quick", tmp_path / "ref")
+    assert {"stem", "species", "ssim", "psnr"} <= set(table.columns) and len(table) == 15
+    assert interval(table, "ssim").estimate == pytest.approx(record["test"]["ssim"], abs=1e-3)
+    assert record["species_probe"]["trained"]["test_images"] == 15

@@ -309,3 +309,93 @@ def this_build_words(reference: float | None, this_build: float | None, what: st
     agrees = abs(this_build - reference) <= SAME_WITHIN
     return (f"This build: {what} {this_build:.3f} against the reference's {reference:.3f}: "
             + ("agrees." if agrees else f"does not agree ({steps})."))
+
+
+def probe_table(profile: str = "standard", root: str | Path = _RECORDED) -> pd.DataFrame:
+    """The linear species probe of every reference record that holds one: per model, the encoder before and after
+    training, accuracy with its 95% interval, balanced and majority accuracy (empty when none is recorded)."""
+    rows = []
+    for record in load_reference_results(profile, root).values():
+        for stage, probe in (record.get("species_probe") or {}).items():
+            low, high = probe["interval"]
+            rows.append({"model": LABELS[record["key"]], "seed": record.get("seed"), "encoder": stage,
+                         "what": probe["encoder"], "accuracy": round(probe["accuracy"], 3),
+                         "95% CI": f"{low:.3f} to {high:.3f}", "balanced accuracy": round(probe["balanced_accuracy"], 3),
+                         "always the majority": round(probe["majority_accuracy"], 3),
+                         "test images": probe["test_images"]})
+    columns = ["model", "seed", "encoder", "what", "accuracy", "95% CI", "balanced accuracy", "always the majority",
+               "test images"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def probe_words(table: pd.DataFrame) -> str:
+    """What the recorded species probe says about the paradox: whether the autoencoder's encoder separates the
+    species better than a random encoder of the same shape (intervals that overlap rank nothing)."""
+    if table.empty:
+        return ("**No reference record holds the species probe yet.** `petseg record ae_unet_frozen unet "
+                "--profile standard` records it with the models.")
+    rows = table.set_index(["model", "encoder"])
+    words = []
+    autoencoder, unet = LABELS["autoencoder"], LABELS["unet"]
+    if (autoencoder, "trained") in rows.index and (autoencoder, "initial") in rows.index:
+        trained, initial = rows.loc[(autoencoder, "trained")], rows.loc[(autoencoder, "initial")]
+        t_low, t_high = (float(x) for x in str(trained["95% CI"]).split(" to "))
+        i_low, i_high = (float(x) for x in str(initial["95% CI"]).split(" to "))
+        if t_low > i_high:
+            relation = "**above** that of the same encoder with random weights"
+        elif t_high < i_low:
+            relation = "**below** that of the same encoder with random weights"
+        else:
+            relation = "**not distinguishable** from that of the same encoder with random weights (the intervals overlap)"
+        words.append(f"The autoencoder's encoder tells cats from dogs with accuracy {trained['accuracy']:.3f} "
+                     f"({trained['95% CI']}), {relation} ({initial['accuracy']:.3f}, {initial['95% CI']}).")
+    if (unet, "trained") in rows.index:
+        words.append(f"The UNet's own encoder, trained to label cats and dogs, reaches {rows.loc[(unet, 'trained'), 'accuracy']:.3f} "
+                     f"({rows.loc[(unet, 'trained'), '95% CI']}).")
+    return " ".join(words) or "The probe is recorded, but not for the autoencoder or the UNet."
+
+
+def beyond_study_words(profile: str = "standard", root: str | Path = _RECORDED) -> str:
+    """Markdown bullets: what the reference run measured that the study did not (the pretrained-encoder
+    baseline, clicks to 90% IoU, calibration, the hardest breeds), each from the records or said to be missing."""
+    records = _Records(profile, root)
+    lines = ["- **A pretrained encoder.** " + recorded_comparisons([("efficientnet_unet", "unet")], "miou", profile,
+                                                                  root)[2:]]
+    sam2 = records.record("sam2_effnet")
+    noc = (sam2 or {}).get("test", {}).get("interactive", {}).get("noc90")
+    lines.append("- **Clicks to 90% IoU.** " + (f"The prompted {LABELS['sam2_effnet']} needs {float(noc):.2f} "
+                                                "clicks on average (NoC@90, 20 at most) on the reference test split."
+                                                if noc is not None else "No prompted model is recorded."))
+    eces = {LABELS[r["key"]]: r["calibration"]["ece"] for r in records.records.values() if r.get("calibration")}
+    lines.append("- **Calibration.** " + ("Expected calibration error on the reference test split: "
+                                          + ", ".join(f"{k} {v:.3f}" for k, v in eces.items()) + "."
+                                          if eces else "No record holds calibration bins yet."))
+    table = records.table("efficientnet_unet")
+    table = table if table is not None and "breed" in table else records.table("unet")
+    if table is not None and {"breed", "miou"} <= set(table.columns):
+        worst = table.groupby("breed")["miou"].mean().nsmallest(3)
+        lines.append("- **The hardest breeds** (mean per-image mIoU of the best recorded full-image model): "
+                     + ", ".join(f"{b} {v:.3f}" for b, v in worst.items()) + ".")
+    else:
+        lines.append("- **The hardest breeds.** No per-image table with breeds is recorded yet.")
+    return "\n".join(lines)
+
+
+def this_build_table(build: Mapping[str, Mapping[str, Any]], steps: Mapping[str, int] | None = None,
+                     profile: str = "standard", root: str | Path = _RECORDED) -> pd.DataFrame:
+    """This build's test mIoU (``build``: catalog key -> a run's ``results``) beside the reference record's, with
+    one line each saying whether they agree within :data:`SAME_WITHIN` and why they may not (``steps``: this
+    build's optimiser steps per key, against the reference's)."""
+    records = _Records(profile, root)
+    rows = []
+    for key, results in build.items():
+        ours = results.get("test", {}).get("miou")
+        record = records.record(key)
+        reference = _point(record, "miou") if record else None
+        reference_steps = (record or {}).get("train_summary", {}).get("total_steps")
+        budget = (f"{(steps or {}).get(key, '?')} optimiser steps in this build against {reference_steps} in the "
+                  "reference" if reference_steps else "this build is trained for far fewer steps")
+        rows.append({"model": LABELS[key], "reference mIoU": None if reference is None else round(reference, 3),
+                     "this build mIoU": None if ours is None else round(float(ours), 3),
+                     "agreement": this_build_words(reference, None if ours is None else float(ours), "mIoU", budget)})
+    return pd.DataFrame(rows).set_index("model")

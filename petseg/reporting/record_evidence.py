@@ -3,7 +3,9 @@ intervals can be drawn from committed files without the weights (which are never
 
 - a per-image table (``<record>.per_image.csv.gz``): stem, species, breed and, for a segmentation model, the
   image's confusion matrix (``n_<true>_as_<predicted>``), from which :mod:`petseg.reporting.evidence`
-  bootstraps every dataset-level metric; a prompted model's per-image IoUs and clicks;
+  bootstraps every dataset-level metric; a prompted model's per-image IoUs and clicks; the autoencoder's
+  per-image SSIM and PSNR;
+- the linear species probe (:mod:`petseg.evaluation.probe`) of every model with an encoder;
 - the mask panel: predicted masks, run-length encoded, of a fixed set of test images (the study's Bombay,
   American Bulldog and Miniature Pinscher, one each, and the model's five hardest images);
 - calibration bins (reliability diagram, ECE) of a segmentation model.
@@ -81,15 +83,20 @@ def _species_and_breed(prepared: Any, stems: Sequence[str]) -> pd.DataFrame:
 def run_evidence(run_dir: str | Path, prepared: Any, device: str | None = None) -> tuple[pd.DataFrame | None, dict]:
     """The per-image table and the extra record fields (``mask_panel``, ``calibration``) of a finished run.
 
-    Reconstruction runs (the autoencoder) have no per-image table (None) and no extra fields."""
+    A reconstruction run (the autoencoder) gets per-image SSIM and PSNR and the species probe."""
     from petseg.experiment import Run, evaluate_segmentation
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "experiment.json").read_text())["config"]
     task = config["task"]
-    if task == "reconstruction":
-        return None, {"species_probe": species_probe_record(Run(run_dir, config, {}, reused=True).load_model(),
-                                                            config, prepared)}
+    if task == "reconstruction":  # per-image SSIM and PSNR, so the reconstruction quality has an interval too
+        from petseg.evaluation.reconstruction import per_image_reconstruction
+
+        model = Run(run_dir, config, {}, reused=True).load_model()
+        quality = per_image_reconstruction(model, prepared.dataset("test", augment=False))
+        quality.insert(0, "stem", prepared.stems("test"))
+        table = _species_and_breed(prepared, prepared.stems("test")).merge(quality, on="stem")
+        return table, {"species_probe": species_probe_record(model, config, prepared)}
     stems = prepared.stems("test")
     saved = run_dir / "per_image_test.csv"
     per_image = pd.read_csv(saved) if saved.is_file() else None

@@ -68,3 +68,34 @@ def test_the_studys_autoencoder_row_is_flagged_as_inconsistent() -> None:
                                                  (None, "no mIoU")])
 def test_this_build_is_set_beside_the_reference(build: float | None, expected: str) -> None:
     assert expected in this_build_words(0.726, build, "mIoU", "480 steps")
+
+
+def _probe(accuracy: float, low: float, high: float, what: str) -> dict:
+    return {"encoder": what, "accuracy": accuracy, "interval": [low, high], "balanced_accuracy": accuracy,
+            "majority_accuracy": 0.67, "test_images": 100, "train_images": 200, "features": 8}
+
+
+def test_the_probe_words_follow_the_recorded_intervals(tmp_path: Path) -> None:
+    from petseg.reporting.conclusions import probe_table, probe_words
+
+    assert "No reference record holds the species probe" in probe_words(probe_table("standard", tmp_path))
+    folder = tmp_path / "standard"
+    folder.mkdir()
+    record = {"format": 2, "key": "autoencoder", "seed": 0, "profile": "standard", "label": None, "test": {},
+              "species_probe": {"trained": _probe(0.70, 0.66, 0.74, "after training"),
+                                "initial": _probe(0.62, 0.58, 0.66, "random init")}}
+    (folder / "autoencoder-s0.json").write_text(json.dumps(record))
+    assert "**not distinguishable** from" in probe_words(probe_table("standard", tmp_path))
+    record["species_probe"]["trained"] = _probe(0.80, 0.77, 0.83, "after training")
+    (folder / "autoencoder-s0.json").write_text(json.dumps(record))
+    assert "**above** that of" in probe_words(probe_table("standard", tmp_path))
+
+
+def test_this_build_table_sets_the_build_beside_each_record(tmp_path: Path) -> None:
+    from petseg.reporting.conclusions import beyond_study_words, this_build_table
+
+    _write_record(tmp_path, "unet", 0.9)
+    table = this_build_table({"unet": {"test": {"miou": 0.2}}, "fusion_film": {"test": {"miou": 0.5}}},
+                             {"unet": 480}, "standard", tmp_path)
+    assert "does not agree" in table.iloc[0]["agreement"] and "no reference recorded" in table.iloc[1]["agreement"]
+    assert "No prompted model is recorded" in beyond_study_words("standard", tmp_path)
