@@ -313,24 +313,32 @@ def this_build_words(reference: float | None, this_build: float | None, what: st
 
 def probe_table(profile: str = "standard", root: str | Path = _RECORDED) -> pd.DataFrame:
     """The linear species probe of every reference record that holds one: per model, the encoder before and after
-    training, accuracy with its 95% interval, balanced and majority accuracy (empty when none is recorded)."""
+    training, balanced accuracy (the mean of the cat and the dog accuracy) and accuracy with their 95% intervals,
+    and the accuracy of always guessing the majority species (empty when none is recorded)."""
     rows = []
     for record in load_reference_results(profile, root).values():
         for stage, probe in (record.get("species_probe") or {}).items():
-            low, high = probe["interval"]
+            low, high = probe.get("balanced_interval", [float("nan")] * 2)
             rows.append({"model": LABELS[record["key"]], "seed": record.get("seed"), "encoder": stage,
-                         "what": probe["encoder"], "accuracy": round(probe["accuracy"], 3),
-                         "95% CI": f"{low:.3f} to {high:.3f}", "balanced accuracy": round(probe["balanced_accuracy"], 3),
+                         "what": probe["encoder"], "balanced accuracy": round(probe["balanced_accuracy"], 3),
+                         "balanced 95% CI": f"{low:.3f} to {high:.3f}", "accuracy": round(probe["accuracy"], 3),
+                         "accuracy 95% CI": "{:.3f} to {:.3f}".format(*probe["interval"]),
                          "always the majority": round(probe["majority_accuracy"], 3),
                          "test images": probe["test_images"]})
-    columns = ["model", "seed", "encoder", "what", "accuracy", "95% CI", "balanced accuracy", "always the majority",
-               "test images"]
+    columns = ["model", "seed", "encoder", "what", "balanced accuracy", "balanced 95% CI", "accuracy",
+               "accuracy 95% CI", "always the majority", "test images"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def _bounds(text: str) -> tuple[float, float]:
+    low, high = (float(x) for x in str(text).split(" to "))
+    return low, high
+
+
 def probe_words(table: pd.DataFrame) -> str:
-    """What the recorded species probe says about the paradox: whether the autoencoder's encoder separates the
-    species better than a random encoder of the same shape (intervals that overlap rank nothing)."""
+    """What the recorded species probe says about the paradox, in balanced accuracy (chance: 0.5): whether the
+    autoencoder's encoder separates the species better than a random encoder of the same shape, and how the UNet's
+    own encoder does (intervals that overlap rank nothing)."""
     if table.empty:
         return ("**No reference record holds the species probe yet.** `petseg record ae_unet_frozen unet "
                 "--profile standard` records it with the models.")
@@ -339,19 +347,20 @@ def probe_words(table: pd.DataFrame) -> str:
     autoencoder, unet = LABELS["autoencoder"], LABELS["unet"]
     if (autoencoder, "trained") in rows.index and (autoencoder, "initial") in rows.index:
         trained, initial = rows.loc[(autoencoder, "trained")], rows.loc[(autoencoder, "initial")]
-        t_low, t_high = (float(x) for x in str(trained["95% CI"]).split(" to "))
-        i_low, i_high = (float(x) for x in str(initial["95% CI"]).split(" to "))
+        (t_low, t_high), (i_low, i_high) = _bounds(trained["balanced 95% CI"]), _bounds(initial["balanced 95% CI"])
         if t_low > i_high:
             relation = "**above** that of the same encoder with random weights"
         elif t_high < i_low:
             relation = "**below** that of the same encoder with random weights"
         else:
             relation = "**not distinguishable** from that of the same encoder with random weights (the intervals overlap)"
-        words.append(f"The autoencoder's encoder tells cats from dogs with accuracy {trained['accuracy']:.3f} "
-                     f"({trained['95% CI']}), {relation} ({initial['accuracy']:.3f}, {initial['95% CI']}).")
+        words.append(f"The autoencoder's encoder tells cats from dogs with a balanced accuracy of "
+                     f"{trained['balanced accuracy']:.3f} ({trained['balanced 95% CI']}; chance is 0.5), {relation} "
+                     f"({initial['balanced accuracy']:.3f}, {initial['balanced 95% CI']}).")
     if (unet, "trained") in rows.index:
-        words.append(f"The UNet's own encoder, trained to label cats and dogs, reaches {rows.loc[(unet, 'trained'), 'accuracy']:.3f} "
-                     f"({rows.loc[(unet, 'trained'), '95% CI']}).")
+        row = rows.loc[(unet, "trained")]
+        words.append(f"The UNet's own encoder, trained to label cats and dogs, reaches "
+                     f"{row['balanced accuracy']:.3f} ({row['balanced 95% CI']}).")
     return " ".join(words) or "The probe is recorded, but not for the autoencoder or the UNet."
 
 

@@ -6,7 +6,7 @@ intervals can be drawn from committed files without the weights (which are never
   bootstraps every dataset-level metric; a prompted model's per-image IoUs and clicks; the autoencoder's
   per-image SSIM and PSNR;
 - the linear species probe (:mod:`petseg.evaluation.probe`) of every model with an encoder;
-- the mask panel: predicted masks, run-length encoded, of a fixed set of test images (the study's Bombay,
+- the mask panel: predicted masks (lossless PNG, base64 in the JSON) of a fixed set of test images (the study's Bombay,
   American Bulldog and Miniature Pinscher, one each, and the model's five hardest images);
 - calibration bins (reliability diagram, ECE) of a segmentation model.
 
@@ -33,25 +33,33 @@ HARDEST = 5
 
 
 def encode_mask(mask: np.ndarray) -> dict[str, Any]:
-    """A label mask ``[H, W]`` (uint8) as ``{"shape": [H, W], "runs": [value, length, value, length, ...]}``
-    over its row-major pixels."""
-    flat = np.asarray(mask, dtype=np.uint8).ravel()
-    if flat.size == 0:
-        return {"shape": list(np.shape(mask)), "runs": []}
-    change = np.flatnonzero(np.diff(flat)) + 1
-    starts = np.concatenate([[0], change])
-    lengths = np.diff(np.concatenate([starts, [flat.size]]))
-    runs = np.stack([flat[starts], lengths], axis=1).ravel()
-    return {"shape": [int(s) for s in np.shape(mask)], "runs": [int(v) for v in runs]}
+    """A label mask ``[H, W]`` (values 0-255) as ``{"shape": [H, W], "png": <base64 of a lossless PNG>}``: about
+    a kilobyte for a 128 px prediction, where a run-length list would take tens."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise ValueError(f"a mask is [H, W], got shape {array.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8), mode="L").save(buffer, format="PNG", optimize=True)
+    return {"shape": [int(s) for s in array.shape], "png": base64.b64encode(buffer.getvalue()).decode("ascii")}
 
 
 def decode_mask(encoded: dict[str, Any]) -> np.ndarray:
-    """The inverse of :func:`encode_mask`; ValueError when the runs do not fill the shape."""
+    """The inverse of :func:`encode_mask`; ValueError when the image does not have the recorded shape."""
+    import base64
+    import io
+
+    from PIL import Image
+
     shape = tuple(int(s) for s in encoded["shape"])
-    runs = np.asarray(encoded["runs"], dtype=np.int64).reshape(-1, 2)
-    if runs[:, 1].sum() != int(np.prod(shape)):
-        raise ValueError(f"run lengths add up to {runs[:, 1].sum()} pixels, the shape {shape} has {np.prod(shape)}")
-    return np.repeat(runs[:, 0].astype(np.uint8), runs[:, 1]).reshape(shape)
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded["png"]))), dtype=np.uint8)
+    if mask.shape != shape:
+        raise ValueError(f"the encoded mask is {mask.shape}, the record says {shape}")
+    return mask
 
 
 def panel_stems(per_image: pd.DataFrame, score: str = "miou", hardest: int = HARDEST,
@@ -131,16 +139,22 @@ def species_probe_record(model: Any, config: dict, prepared: Any, train_limit: i
 
     seed_everything(int(config.get("train", {}).get("seed", 0)))
     initial = build_model(config["model"])
+    by_stem = {sample.stem: sample.species for sample in prepared.report.usable}
     result = {}
     for name, encoder_model, what in (("trained", model, "after training"),
                                       ("initial", initial, INITIAL_ENCODERS.get(config["model"]["name"],
                                                                                  "random init"))):
         probe = probe_model(encoder_model, prepared, train_limit)
-        table = pd.DataFrame({"stem": probe["stems"], "correct": probe["correct"].astype(float)})
-        found = interval(table, "correct")
+        species = pd.Series([by_stem[s] for s in probe["stems"]])
+        # balanced accuracy as a weighted mean: each image weighs n / (2 n_species), weights fixed at the test counts
+        weight = len(species) / (2 * species.map(species.value_counts()))
+        table = pd.DataFrame({"stem": probe["stems"], "correct": probe["correct"].astype(float),
+                              "balanced": probe["correct"].astype(float) * weight.to_numpy()})
+        found, balanced = interval(table, "correct"), interval(table, "balanced")
         result[name] = {"encoder": what, "accuracy": round(probe["accuracy"], 5),
                         "interval": [round(found.low, 5), round(found.high, 5)],
                         "balanced_accuracy": round(probe["balanced_accuracy"], 5),
+                        "balanced_interval": [round(balanced.low, 5), round(balanced.high, 5)],
                         "majority_accuracy": round(probe["majority_accuracy"], 5),
                         "train_images": probe["train_images"], "test_images": probe["test_images"],
                         "features": probe["features"]}

@@ -113,6 +113,7 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = _RECORDED,
         per_image, extra = run_evidence(run_dir, prepared)
         record.update(extra)
         if per_image is not None:
+            per_image = _without_derived_columns(per_image)
             table_path = path.with_name(path.stem + PER_IMAGE_SUFFIX)
             per_image.round(5).to_csv(table_path.with_name(table_path.name + ".tmp"), index=False,
                                       compression={"method": "gzip", "mtime": 0})
@@ -122,6 +123,17 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = _RECORDED,
     temporary.write_text(json.dumps(without_machine_paths(record), indent=1) + "\n")
     os.replace(temporary, path)
     return path
+
+
+_DERIVED = re.compile(r"(iou|dice)_.*|mdice|pixel_accuracy|valid_pixels|pet_as_.*")
+
+
+def _without_derived_columns(per_image: pd.DataFrame) -> pd.DataFrame:
+    """A segmentation table without what its confusion columns give again (per-class IoU/Dice, accuracy, pixel
+    counts); ``miou`` and ``pet_iou`` stay, for reading by eye."""
+    if not any(column.startswith("n_") for column in per_image.columns):
+        return per_image
+    return per_image[[c for c in per_image.columns if not _DERIVED.fullmatch(str(c))]]
 
 
 def _prepared_for_run(run_dir: Path) -> Any:

@@ -3,7 +3,8 @@ and which test images to show."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from petseg.data.labels import BINARY_CLASS_NAMES, CLASS_NAMES
 if TYPE_CHECKING:
     from petseg.experiment import Run
 
-__all__ = ["describe_run", "metrics_table", "pick_examples"]
+__all__ = ["brief_run", "describe_run", "metrics_table", "other_runs_words", "pick_examples"]
 
 
 def describe_run(run: Run) -> str:
@@ -45,6 +46,34 @@ def describe_run(run: Run) -> str:
         f"weights initialised "
         f"{config.get('initialisation') or describe_weights(config.get('model') or {}) or ('from the autoencoder run ' + config['upstream_run'] if config.get('upstream_run') else 'at random (trained from scratch)')}."
     )
+
+
+def brief_run(run: Run) -> str:
+    """A run in one line, for a page whose "How these numbers were made" note already describes the data and
+    the profile: experiment, run folder, input size, epochs, parameters and training time."""
+    results = run.results
+    summary = results.get("train_summary", {})
+    epochs = summary.get("epochs_completed", summary.get("epochs", run.config["train"]["epochs"]))
+    return (f"**{run.config['experiment']}** (`{run.path.name}`): {results['data']['image_size']} px, "
+            f"{epochs} epochs{precision_words(summary)}, {results['parameters']:,} parameters "
+            f"({results['trainable_parameters']:,} trainable), trained in {results['train_seconds']:.0f} s")
+
+
+def other_runs_words(first: Run, others: Iterable[Run]) -> str:
+    """The page's other runs in one line each (:func:`brief_run`) after ``first``'s full description: that
+    they used its data and profile, or, for one that did not, its own data fingerprint and profile ('' when
+    there are none)."""
+    def setup(run: Run) -> tuple[Any, Any]:
+        return run.results["data"].get("fingerprint"), run.config.get("profile")
+
+    fingerprint, profile = setup(first)
+    lines = [brief_run(run) + ("" if setup(run) == (fingerprint, profile)
+                               else " (data fingerprint `{}`, profile `{}`)".format(*setup(run)))
+             for run in others]
+    if not lines:
+        return ""
+    return (f"Also on this page, with the same data (fingerprint `{fingerprint}`) and profile `{profile}` "
+            "unless stated: " + "; ".join(lines) + ".")
 
 
 def precision_words(summary: dict) -> str:

@@ -14,16 +14,40 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from petseg.paths import RECORDED_RUNS_DIR
-from petseg.reporting.study import STUDY_AUTOENCODER
+from petseg.reporting.study import STUDY_AUTOENCODER, STUDY_RESULTS
 from petseg.reporting.tables import METRIC_LABELS, ModelRun, overlapping
 
 if TYPE_CHECKING:
+    from petseg.data.pipeline import PreparedData
     from petseg.data.split import Split
     from petseg.experiment import Run
+
+FULL_TARGET_MIOU = 0.80  # the `full` profile's quality target for the UNet (chapter 2), on this book's split
+STUDY_IMAGE_SIZE = 512  # the resolution the original study trained and tested at (its report)
 
 
 def _folders(runs: Iterable[Run]) -> str:
     return ", ".join(f"`{run.path.name}`" for run in runs)
+
+
+# every chapter: which test images this build scores
+
+
+def scored_images(prepared: PreparedData, split: str = "test") -> str:
+    """The images of ``split`` a build scores: "a breed-stratified subset of 510 of the 3,292 test images"
+    when the profile caps the split (``max_test_images``), else "all 3,292 test images"."""
+    return prepared.subset_note(split) or f"all {prepared.split.sizes()[split]:,} {split} images"
+
+
+def scored_images_words(prepared: PreparedData) -> str:
+    """Which test images every number of this build is computed on, and (for a capped split) that the
+    ``standard`` reference run tests the whole split."""
+    text = (f"In this build (profile `{prepared.config['profile']}`) every test number is computed on "
+            f"**{scored_images(prepared)}**")
+    if prepared.subset_note("test"):
+        return (text + ", the same images for every model; the recorded `standard` reference run tests the "
+                "whole split.")
+    return text + "."
 
 
 # chapter 1: data
@@ -34,6 +58,52 @@ def split_words(split: Split, split_path: Path) -> str:
     unsplit = ", ".join(split.unsplit) or "none"
     return (f"Test split: {split.test_source}; outside every split ({len(split.unsplit)}): {unsplit}. "
             f"The split is saved beside the cache as `{split_path.parent.name}/{split_path.name}`.")
+
+
+# chapter 2: UNet
+
+
+def full_target_words(target: float = FULL_TARGET_MIOU) -> str:
+    """The `full` profile's quality target for the UNet, and the study's UNet mIoU (not ranked against it)."""
+    study = STUDY_RESULTS["unet"]["mIoU"]
+    return (f"The quality target for it is **a test mIoU of at least {target:.2f} on this book's test "
+            f"split**. The study's UNet reached mIoU {study:.2f} on the *full* dataset (37 breeds, its own "
+            "split): the two are different data and should not be ranked against each other.")
+
+
+def _data_copy(data: Mapping[str, Any]) -> str:
+    """'the 256 px copy of 37 breeds (folder `oxford-iiit-pet-256`, 6,997 usable images)' from a record's
+    ``data``: the copy's size is read from the folder name's ``-<px>`` ending, which names resized copies."""
+    folder = Path(str(data.get("root", ""))).name
+    size = folder.rsplit("-", 1)[-1] if "-" in folder else ""
+    what = f"the {size} px copy" if size.isdigit() else "a copy"
+    images = data.get("usable_pairs")
+    details = [f"folder `{folder}`"] if folder else []
+    details += [f"{images:,} usable images"] if isinstance(images, int) else []
+    return f"{what} of {data.get('breeds', '?')} breeds" + (f" ({', '.join(details)})" if details else "")
+
+
+def reference_beside_study_words(record: Mapping[str, Any] | None, experiment: str = "unet",
+                                 name: str = "UNet", profile: str = "standard",
+                                 study_size: int = STUDY_IMAGE_SIZE) -> str:
+    """The recorded reference run's test mIoU beside the study's for ``experiment``, and what differs between
+    them: the data copy, the training resolution and the epochs (``record``: one record of
+    :func:`~petseg.reporting.recorded.load_reference_results`, None when none is recorded)."""
+    study = STUDY_RESULTS[experiment]["mIoU"]
+    if record is None:
+        return (f"No `{profile}` reference run of the {name} is recorded yet, so only this build's numbers "
+                f"stand beside the study's mIoU {study:.2f}.")
+    data, summary = record.get("data", {}), record.get("train_summary", {})
+    split = data.get("split", {})
+    whole = split.get("test", 0)
+    tested = (data.get("evaluated") or {}).get("test", whole)
+    tested = f"all {whole:,}" if tested >= whole else f"{tested:,} of the {whole:,}"
+    return (f"**The recorded `{profile}` reference run** of the {name} reaches test mIoU "
+            f"**{float(record['test']['miou']):.3f}**, beside the study's **{study:.2f}**. What differs: "
+            f"*data*: {_data_copy(data)}, tested on {tested} test images of this book's split (the study: "
+            f"the full dataset, its own split); *resolution*: {data.get('image_size')} px training (the "
+            f"study: {study_size} px); *training*: {summary.get('epochs_completed')} epochs over "
+            f"{split.get('train', 0):,} training images. Neither number ranks the other.")
 
 
 # chapter 3: autoencoder
@@ -56,16 +126,28 @@ def reconstruction_words(ssim: float, profile: str, epochs: int, image_size: int
 # chapter 5: prompted segmentation
 
 
+def _scored(results: Mapping[str, Any]) -> str:
+    """'the 510 test images scored (of 3,292)' from a run's ``results["data"]`` ('the test images scored' when
+    the results do not say)."""
+    data = results.get("data") or {}
+    whole = (data.get("split") or {}).get("test")
+    used = (data.get("evaluated") or {}).get("test", whole)
+    if used is None:
+        return "the test images scored"
+    return f"the {used:,} test images scored" + (f" (of {whole:,})" if whole and used < whole else "")
+
+
 def one_click_words(results: Mapping[str, Mapping[str, Any]], margin: float = 0.05) -> str:
     """For prompted runs (label -> ``results.json``): which test images the 20-click protocol ran on, then per
     model its 1-click pet-vs-background mIoU against predicting background everywhere (the first run's
     baseline), and whether it has learned anything a click can use (more than ``margin`` above that floor)."""
     if not results:
         return ""
-    subsets = "; ".join(f"**{name}**: {r['test'].get('interactive_subset', 'all')} of the test split"
+    subsets = "; ".join(f"**{name}**: {r['test'].get('interactive_subset', 'all')} of {_scored(r)}"
                         for name, r in results.items())
-    paragraphs = [f"The 20-click protocol ran on: {subsets} (the `quick` profile's budget; 1-click and box "
-                  "metrics use every test image)."]
+    paragraphs = [f"The 20-click protocol ran on: {subsets} (the profile's budget, "
+                  "`evaluation.interactive_images`; the 1-click and box metrics use every test image "
+                  "scored)."]
     floor = next(iter(results.values()))["baselines"]["all_background"]["binary"]["miou"]
     for name, r in results.items():
         miou = r["test"]["one_click"]["miou"]
@@ -182,7 +264,23 @@ def overfitting_words(label: str, sign: Mapping[str, Any]) -> str:
             f"{sign['final_gap']:.3f}.")
 
 
+def overfitting_scale_words(train_images: int, trainable: Mapping[str, int]) -> str:
+    """How many training images this build has and how many trainable parameters each model fits to them
+    (label -> count), most first: the ratio a memorising model exploits."""
+    ranked = sorted(trainable.items(), key=lambda item: item[1], reverse=True)
+    return (f"This build trains on **{train_images:,} training images**. Trainable parameters, most first: "
+            + "; ".join(f"{label} {count:,} ({count / max(train_images, 1):,.0f} per training image)"
+                        for label, count in ranked) + ".")
+
+
 # chapter 8: robustness
+
+
+def input_size_words(sizes: Mapping[str, int], shown: int) -> str:
+    """At which size the perturbation examples are drawn (``shown`` px) and each model's own input size
+    (label -> px), to which the perturbed photograph is resized and padded."""
+    return (f"Drawn at {shown} x {shown} px. Every model gets the perturbed photograph resized and padded to "
+            "its own input size: " + ", ".join(f"{label} {size} px" for label, size in sizes.items()) + ".")
 
 
 def sweep_words(description: str, note: str, seed: int, runs: Iterable[Run], profile: str,

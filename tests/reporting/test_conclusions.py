@@ -72,6 +72,7 @@ def test_this_build_is_set_beside_the_reference(build: float | None, expected: s
 
 def _probe(accuracy: float, low: float, high: float, what: str) -> dict:
     return {"encoder": what, "accuracy": accuracy, "interval": [low, high], "balanced_accuracy": accuracy,
+            "balanced_interval": [low, high],
             "majority_accuracy": 0.67, "test_images": 100, "train_images": 200, "features": 8}
 
 

@@ -115,3 +115,14 @@ def test_committed_records_hold_no_path_of_the_machine_that_made_them() -> None:
         json.loads(text)
         for marker in ('"/', " /work", " /home", " /tmp", " /root"):
             assert marker not in text, f"{path.name} holds an absolute path ({marker!r})"
+
+
+def test_the_reference_records_stay_small_and_their_tables_exist() -> None:
+    root = Path(__file__).resolve().parents[2] / "book" / "reference_run"
+    total = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+    assert total < 10 * 2**20, f"book/reference_run/ holds {total / 2**20:.1f} MB (limit 10 MB)"
+    for path in root.rglob("*.json"):
+        record = json.loads(path.read_text())
+        table = record.get("per_image")
+        if table:
+            assert (path.parent / table["file"]).is_file(), f"{path.name} names a missing {table['file']}"

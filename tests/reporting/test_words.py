@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from petseg.data.pipeline import PreparedData
+from petseg.data.split import Split
 from petseg.reporting import words
 from petseg.reporting.tables import ModelRun, seed_summary
 
@@ -50,8 +52,10 @@ def _prompted(miou: float, subset: str | None = None) -> dict:
 def test_one_click_words_compare_with_the_all_background_floor() -> None:
     text = words.one_click_words({"SAM 2 tiny": _prompted(0.37, "16"), "SAM 2 base": _prompted(0.8)})
     first, tiny, base = text.split("\n\n")
-    assert first == ("The 20-click protocol ran on: **SAM 2 tiny**: 16 of the test split; **SAM 2 base**: all of "
-                     "the test split (the `quick` profile's budget; 1-click and box metrics use every test image).")
+    assert first == ("The 20-click protocol ran on: **SAM 2 tiny**: 16 of the test images scored; "
+                     "**SAM 2 base**: all of the test images scored (the profile's budget, "
+                     "`evaluation.interactive_images`; the 1-click and box metrics use every test image "
+                     "scored).")
     assert tiny == ("**SAM 2 tiny** (3 epochs in this profile): 1-click pet-vs-background mIoU 0.370, against "
                     "0.350 for predicting background everywhere: it has not learned to segment: a click tells it "
                     "nothing it can use yet.")
@@ -170,3 +174,79 @@ def test_robustness_words_pick_the_hardest_perturbation_and_most_robust_model() 
         "In this build the perturbation that costs the models most mean Dice on average is **gaussian noise** "
         "(mean drop 0.200); the model with the highest mean Dice averaged over all 20 conditions is **UNet** "
         "(0.550). These are all 40 test images, one seed per model.")
+
+
+class _Prepared:
+    """The parts of a PreparedData the scope sentences read, with its own subset logic."""
+
+    stems = PreparedData.stems
+    subset_note = PreparedData.subset_note
+
+    def __init__(self, test: int, used: int, profile: str = "quick") -> None:
+        stems = [f"t{i}" for i in range(test)]
+        self.split = Split(train=["a0"], val=[], test=stems, seed=0, val_fraction=0.2, test_source="official")
+        self.subsets = {"test": stems[:used]} if used < test else {}
+        self.config = {"profile": profile}
+
+
+def test_scored_images_name_a_capped_subset_or_the_whole_split() -> None:
+    capped, whole = _Prepared(3292, 510), _Prepared(3292, 3292, "full")
+    assert words.scored_images(capped) == "a breed-stratified subset of 510 of the 3,292 test images"
+    assert words.scored_images(whole) == "all 3,292 test images"
+    assert words.scored_images_words(capped) == (
+        "In this build (profile `quick`) every test number is computed on **a breed-stratified subset of 510 "
+        "of the 3,292 test images**, the same images for every model; the recorded `standard` reference run "
+        "tests the whole split.")
+    assert words.scored_images_words(whole) == (
+        "In this build (profile `full`) every test number is computed on **all 3,292 test images**.")
+
+
+def test_one_click_words_name_the_scored_images_from_the_results() -> None:
+    capped = {**_prompted(0.8, "16 evenly spaced images"),
+              "data": {"split": {"test": 3292}, "evaluated": {"test": 510}}}
+    whole = {**_prompted(0.8), "data": {"split": {"test": 3292}}}
+    first = words.one_click_words({"A": capped, "B": whole}).split("\n\n")[0]
+    assert first == ("The 20-click protocol ran on: **A**: 16 evenly spaced images of the 510 test images "
+                     "scored (of 3,292); **B**: all of the 3,292 test images scored (the profile's budget, "
+                     "`evaluation.interactive_images`; the 1-click and box metrics use every test image "
+                     "scored).")
+
+
+def test_full_target_words_quote_the_target_and_the_study() -> None:
+    assert words.full_target_words(0.8) == (
+        "The quality target for it is **a test mIoU of at least 0.80 on this book's test split**. The "
+        "study's UNet reached mIoU 0.69 on the *full* dataset (37 breeds, its own split): the two are "
+        "different data and should not be ranked against each other.")
+
+
+def _record(root: str = ".../oxford-iiit-pet-256", evaluated: int = 3292) -> dict:
+    return {"test": {"miou": 0.7263}, "train_summary": {"epochs_completed": 12},
+            "data": {"root": root, "image_size": 128, "breeds": 37, "usable_pairs": 6997,
+                     "split": {"train": 2922, "val": 730, "test": 3292}, "evaluated": {"test": evaluated}}}
+
+
+def test_reference_beside_study_words_set_the_record_beside_the_study_with_what_differs() -> None:
+    assert words.reference_beside_study_words(_record()) == (
+        "**The recorded `standard` reference run** of the UNet reaches test mIoU **0.726**, beside the "
+        "study's **0.69**. What differs: *data*: the 256 px copy of 37 breeds (folder `oxford-iiit-pet-256`, "
+        "6,997 usable images), tested on all 3,292 test images of this book's split (the study: the full "
+        "dataset, its own split); *resolution*: 128 px training (the study: 512 px); *training*: 12 epochs "
+        "over 2,922 training images. Neither number ranks the other.")
+    other = words.reference_beside_study_words(_record("/data/pets", 500))
+    assert ("*data*: a copy of 37 breeds (folder `pets`, 6,997 usable images), tested on 500 of the "
+            "3,292 ") in other
+    assert words.reference_beside_study_words(None) == (
+        "No `standard` reference run of the UNet is recorded yet, so only this build's numbers stand beside "
+        "the study's mIoU 0.69.")
+
+
+def test_overfitting_scale_words_rank_the_models_by_trainable_parameters() -> None:
+    assert words.overfitting_scale_words(2922, {"UNet": 1_900_000, "SAM 2": 4_100_000}) == (
+        "This build trains on **2,922 training images**. Trainable parameters, most first: SAM 2 4,100,000 "
+        "(1,403 per training image); UNet 1,900,000 (650 per training image).")
+
+
+def test_input_size_words_name_the_drawn_size_and_each_models() -> None:
+    assert words.input_size_words({"UNet": 128, "SAM 2": 256}, 128) == (
+        "Drawn at 128 x 128 px. Every model gets the perturbed photograph resized and padded to its own "
+        "input size: UNet 128 px, SAM 2 256 px.")
