@@ -129,6 +129,8 @@ def run_experiment(name: str, profile: str = "quick", data: str | Path | None = 
     key_config["model"] = {k: v for k, v in config["model"].items() if k != "autoencoder_checkpoint"}
     key_config["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "num_workers")}
     key_config["split"] = split_digest(prepared)
+    if prepared.image_size_note:  # preprocessed below the configured size: a run apart from one at that size
+        key_config["preprocessed_size"] = prepared.cache.size
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     label = f"{name}-{tag}" if tag else name
     run_dir = runs_dir / f"{label}-{profile}-s{seed}-{run_key(key_config, prepared.report.fingerprint, seed)}"
@@ -162,6 +164,8 @@ def _data_description(prepared: PreparedData) -> dict:
         "dropped_duplicates": len(prepared.split.dropped_duplicates),
         "multipliers": prepared.multipliers, "usable_pairs": len(prepared.report.usable),
         "breeds": len({s.breed for s in prepared.report.usable}),
+        # only when the images were kept below the profile's size (configs/data.yaml: cap_at_data_size)
+        **({"image_size_note": prepared.image_size_note} if prepared.image_size_note else {}),
     }
 
 

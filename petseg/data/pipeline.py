@@ -18,6 +18,9 @@ from petseg.data.transforms import CheckedAugmentation
 from petseg.data.validate import LoadedPair, ValidationReport, check_dataset, load_pair
 
 OFFICIAL_TEST_IMAGES = 3669  # lines of the official annotations/test.txt
+# A size lowered to the data's own resolution (``cap_at_data_size``) is rounded down to a multiple of this, so
+# that every model's encoder takes it (the UNets need multiples of 32, 64 with the strided stem).
+DATA_SIZE_MULTIPLE = 64
 
 
 def default_download_dir() -> Path:
@@ -57,6 +60,9 @@ class PreparedData:
     cache: PreprocessedCache
     multipliers: dict[str, int] = field(default_factory=dict)
     subsets: dict[str, list[str]] = field(default_factory=dict)  # capped val/test stems (max_*_images)
+    # why the preprocessed size differs from the profile's ``image_size`` ("" when it does not): see
+    # :func:`data_image_size`
+    image_size_note: str = ""
 
     def stems(self, split: str) -> list[str]:
         """The stems a model sees of ``split``: the whole split, or the stratified subset the profile caps it
@@ -128,8 +134,12 @@ class PreparedData:
             f"(Parkhi et al., CVPR 2012, CC BY-SA 4.0; folder `{Path(self.root).name}`, {self.report.layout} layout, "
             f"data fingerprint `{self.report.fingerprint}`), split into {sizes['train']:,} train / "
             f"{sizes['val']:,} validation / {test}, preprocessed to {self.cache.size} x {self.cache.size} px "
-            f"(profile `{self.config['profile']}`).{resized}{caps}{duplicates}"
+            f"(profile `{self.config['profile']}`).{resized}{self._size_sentence()}{caps}{duplicates}"
         )
+
+    def _size_sentence(self) -> str:
+        note = self.image_size_note
+        return f" Preprocessed at {note}." if note else ""
 
 
 def prepare_data(data: str | Path | None = None, profile: str = "quick", *, image_size: int | None = None,
@@ -156,7 +166,10 @@ def prepare_data(data: str | Path | None = None, profile: str = "quick", *, imag
     split_path = cache_dir / "splits" / f"{report.fingerprint}-seed{config['seed']}-val{config['val_fraction']}.json"
     split_path.parent.mkdir(parents=True, exist_ok=True)
     split.save(split_path)
-    cache = build_cache(report, config["image_size"], cache_dir, progress=progress)
+    size, size_note = config["image_size"], ""
+    if config["cap_at_data_size"]:
+        size, size_note = data_image_size(config["image_size"], report)
+    cache = build_cache(report, size, cache_dir, progress=progress)
     multipliers = config["species_multipliers"]
     if multipliers == "balance":
         train_species = [cache.species[cache.position(s)] for s in split.train]
@@ -170,4 +183,35 @@ def prepare_data(data: str | Path | None = None, profile: str = "quick", *, imag
         if len(stems) < len(split[name]):
             subsets[name] = stems
     return PreparedData(root=root, config=config, report=report, split=split, split_path=split_path,
-                        cache=cache, multipliers=dict(multipliers or {}), subsets=subsets)
+                        cache=cache, multipliers=dict(multipliers or {}), subsets=subsets,
+                        image_size_note=size_note)
+
+
+def longest_image_side(report: ValidationReport) -> int:
+    """The longest side, in px, of the dataset's largest usable image (read from the file headers only)."""
+    from PIL import Image
+
+    longest = 0
+    for sample in report.usable:
+        with Image.open(sample.image_path) as image:
+            longest = max(longest, *image.size)
+    return longest
+
+
+def data_image_size(requested: int, report: ValidationReport) -> tuple[int, str]:
+    """``(size, note)``: the size to preprocess ``report``'s images to when upsampling is to be avoided
+    (``cap_at_data_size``), and why it is not ``requested`` ("" when it is).
+
+    When every image is smaller than ``requested`` on its longest side, the data's own resolution: that side,
+    rounded down to a multiple of ``DATA_SIZE_MULTIPLE`` (e.g. 256 for the 256 px copy under the full profile's
+    512; at least ``DATA_SIZE_MULTIPLE``); otherwise ``requested``.
+    """
+    longest = longest_image_side(report)
+    size = max(DATA_SIZE_MULTIPLE, longest // DATA_SIZE_MULTIPLE * DATA_SIZE_MULTIPLE)
+    if longest >= requested or size >= requested:
+        return requested, ""
+    if size <= longest:
+        return size, (f"{size} px, the data's own resolution, instead of the configured {requested} px: every image "
+                      f"is at most {longest} px on its longest side, so none was upsampled")
+    return size, (f"{size} px instead of the configured {requested} px: every image is at most {longest} px on its "
+                  f"longest side, and {size} px is the smallest size this rule gives")
