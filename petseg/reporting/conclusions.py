@@ -385,12 +385,12 @@ def beyond_study_words(profile: str = "standard", root: str | Path = _RECORDED) 
     lines.append("- **Calibration.** " + ("Expected calibration error on the reference test split: "
                                           + ", ".join(f"{k} {v:.3f}" for k, v in eces.items()) + "."
                                           if eces else "No record holds calibration bins yet."))
-    table = records.table("efficientnet_unet")
-    table = table if table is not None and "breed" in table else records.table("unet")
+    key = next((k for k in ("efficientnet_unet", "unet") if has_confusion(records.table(k))), None)
+    table = records.table(key) if key else None
     if table is not None and {"breed", "miou"} <= set(table.columns):
         worst = table.groupby("breed")["miou"].mean().nsmallest(3)
-        lines.append("- **The hardest breeds** (mean per-image mIoU of the best recorded full-image model): "
-                     + ", ".join(f"{b} {v:.3f}" for b, v in worst.items()) + ".")
+        lines.append(f"- **The hardest breeds** for the {LABELS[key]} (mean per-image mIoU on the reference test "
+                     "split): " + ", ".join(f"{b} {v:.3f}" for b, v in worst.items()) + ".")
     else:
         lines.append("- **The hardest breeds.** No per-image table with breeds is recorded yet.")
     return "\n".join(lines)
