@@ -189,7 +189,8 @@ def compare_words(comparison: Comparison) -> str:
     not distinguishable and why."""
     c, d = comparison, comparison.difference
     what = metric_words(c.metric)
-    interval_words = f"paired 95% CI {d.low:+.3f} to {d.high:+.3f} over {d.images:,} test images"
+    low, high = (-d.high, -d.low) if c.winner == c.b else (d.low, d.high)  # the winner minus the other
+    interval_words = f"paired 95% CI {low:+.3f} to {high:+.3f} over {d.images:,} test images"
     if c.winner is not None:
         loser = c.b if c.winner == c.a else c.a
         return f"**{c.winner} beats {loser}** on {what} by {abs(d.estimate):.3f} ({interval_words})."

@@ -67,6 +67,8 @@ def test_a_clearly_better_model_wins_and_swapping_swaps_the_sentence() -> None:
     assert swapped.winner == "Good"
     assert swapped.difference.estimate == pytest.approx(-comparison.difference.estimate)
     assert compare_words(swapped).startswith("**Good beats Bad**")
+    both = f"{comparison.difference.low:+.3f} to {comparison.difference.high:+.3f}"
+    assert both in compare_words(comparison) and both in compare_words(swapped)  # always the winner's gain
 
 
 def test_an_interval_including_zero_is_not_distinguishable() -> None:
