@@ -271,7 +271,8 @@ def chapter_verdicts(chapter: str, profile: str = "standard", root: str | Path =
     if not starts:
         raise ValueError(f"no claim of the study belongs to chapter {chapter!r}; known: {', '.join(CHAPTER_CLAIMS)}")
     rows = [c for c in claims(profile, root) if c.claim.startswith(starts)]
-    lines = [f"- **{c.claim}** (study: {c.study}). Reference run: {c.ours}. **Verdict: {c.verdict}** ({c.why})."
+    lines = [f"- **{c.claim}** (study: {c.study}). Reference run: {c.ours.rstrip('.')}. **Verdict: {c.verdict}** "
+             f"({c.why})."
              for c in rows]
     return ("**This chapter's rows of the conclusions table** (reference records of the `" + profile
             + "` profile; the full table and the rules for a verdict are in the conclusions chapter):\n\n"
