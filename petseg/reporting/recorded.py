@@ -100,6 +100,7 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = _RECORDED,
     record.get("data", {}).pop("split_file", None)
     path = _record_path(Path(out_dir), str(results["profile"]), key, int(results["seed"]), label)
     path.parent.mkdir(parents=True, exist_ok=True)
+    record = without_machine_paths(record)  # before the evidence: its encoded masks may contain "/"
     record["per_image"] = None
     if evidence is None:
         evidence = (run_dir / "best.pt").is_file() and (run_dir / "experiment.json").is_file()
@@ -120,7 +121,7 @@ def record_run(run_dir: str | Path, key: str, out_dir: str | Path = _RECORDED,
             os.replace(table_path.with_name(table_path.name + ".tmp"), table_path)
             record["per_image"] = {"file": table_path.name, "rows": len(per_image)}
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(without_machine_paths(record), indent=1) + "\n")
+    temporary.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(temporary, path)
     return path
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from petseg.evaluation.metrics import ConfusionMatrix, per_image_metrics
+from petseg.reporting.record_evidence import decode_mask
 from petseg.reporting.evidence import (
     compare,
     compare_words,
@@ -125,6 +126,8 @@ def test_the_reference_records_stay_small_and_their_tables_exist() -> None:
     assert total < 10 * 2**20, f"book/reference_run/ holds {total / 2**20:.1f} MB (limit 10 MB)"
     for path in root.rglob("*.json"):
         record = json.loads(path.read_text())
+        for mask in (record.get("mask_panel") or {}).get("masks", []):
+            decode_mask(mask)  # every committed mask still decodes
         table = record.get("per_image")
         if table:
             assert (path.parent / table["file"]).is_file(), f"{path.name} names a missing {table['file']}"

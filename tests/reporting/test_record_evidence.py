@@ -40,3 +40,30 @@ def test_absolute_paths_are_cut_to_their_last_part() -> None:
     assert cleaned["data"]["root"] == ".../pets"
     assert cleaned["command"] == "petseg record unet --runs-dir .../runs --out .../out"
     assert cleaned["keep"] == record["keep"]
+
+
+def test_encoded_masks_survive_the_path_cleaning_of_a_record() -> None:
+    rng = np.random.default_rng(3)
+    masks = [encode_mask(rng.integers(0, 3, size=(64, 64)).astype(np.uint8)) for _ in range(20)]
+    assert any("/" in m["png"] for m in masks)  # base64 holds "/" (the reason the cleaning must not see it)
+    for mask in masks:
+        decode_mask(mask)
+
+
+def test_record_run_keeps_the_evidence_byte_for_byte(tmp_path, monkeypatch) -> None:
+    import json
+
+    from petseg.reporting import record_evidence, recorded
+
+    rng = np.random.default_rng(4)
+    masks = [encode_mask(rng.integers(0, 3, size=(64, 64)).astype(np.uint8)) for _ in range(10)]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps({"profile": "standard", "seed": 0, "test": {"miou": 0.5},
+                                                      "data": {"root": "/abs/data/pets"}}))
+    monkeypatch.setattr(record_evidence, "run_evidence", lambda run_dir, prepared: (None, {"mask_panel": {"masks": masks}}))
+    path = recorded.record_run(run_dir, "unet", tmp_path / "ref", prepared=object(), evidence=True)
+    record = json.loads(path.read_text())
+    assert record["data"]["root"] == ".../pets" and record["mask_panel"]["masks"] == masks
+    for mask in record["mask_panel"]["masks"]:
+        decode_mask(mask)
