@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from petseg.evaluation.metrics import ConfusionMatrix, per_image_metrics
-from petseg.reporting.record_evidence import decode_mask
 from petseg.reporting.evidence import (
     compare,
     compare_words,
@@ -21,6 +20,7 @@ from petseg.reporting.evidence import (
     paired_difference,
     seed_spread,
 )
+from petseg.reporting.record_evidence import decode_mask
 
 
 def _table(accuracy: float, images: int = 60, seed: int = 0, size: int = 16) -> pd.DataFrame:
