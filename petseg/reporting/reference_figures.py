@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from petseg import viz
 from petseg.evaluation.calibration import Reliability
 from petseg.reporting.conclusions import LABELS
-from petseg.reporting.evidence import has_confusion, interval
+from petseg.reporting.evidence import has_confusion, interval, metric_words
 from petseg.reporting.record_evidence import decode_mask
 from petseg.reporting.recorded import _RECORDED, load_per_image, load_reference_results
 from petseg.reporting.study import STUDY_RESULTS
@@ -69,10 +69,10 @@ def reference_intervals(metric: str = "miou", profile: str = "standard",
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
     ax.set_yticks(y, [f"{m} (s{s})" for m, s in zip(table["model"], table["seed"], strict=True)], fontsize=8)
-    ax.set(xlabel=f"test {metric}", xlim=(0, 1))
+    ax.set(xlabel=f"test {metric_words(metric)}", xlim=(0, 1))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    words = (f"Test {metric} of the `{profile}` reference records with 95% bootstrap intervals over their "
+    words = (f"Test {metric_words(metric)} of the `{profile}` reference records with 95% bootstrap intervals over their "
              f"{int(table['test images'].max()):,} test images.")
     return fig, words
 
