@@ -320,26 +320,27 @@ def this_build_words(reference: float | None, this_build: float | None, what: st
 
 def probe_table(profile: str = "standard", root: str | Path = _RECORDED) -> pd.DataFrame:
     """The linear species probe of every reference record that holds one: per model, the encoder before and after
-    training, balanced accuracy (the mean of the cat and the dog accuracy) and accuracy with their 95% intervals,
-    and the accuracy of always guessing the majority species (empty when none is recorded)."""
+    training, balanced accuracy (the mean of the cat and the dog accuracy) and accuracy with the bounds of their
+    95% intervals, and the accuracy of always guessing the majority species (empty when none is recorded)."""
     rows = []
     for record in load_reference_results(profile, root).values():
         for stage, probe in (record.get("species_probe") or {}).items():
             low, high = probe.get("balanced_interval", [float("nan")] * 2)
             rows.append({"model": LABELS[record["key"]], "seed": record.get("seed"), "encoder": stage,
                          "what": probe["encoder"], "balanced accuracy": round(probe["balanced_accuracy"], 3),
-                         "balanced 95% CI": f"{low:.3f} to {high:.3f}", "accuracy": round(probe["accuracy"], 3),
-                         "accuracy 95% CI": "{:.3f} to {:.3f}".format(*probe["interval"]),
+                         "balanced low": round(low, 3), "balanced high": round(high, 3),
+                         "accuracy": round(probe["accuracy"], 3), "accuracy low": round(probe["interval"][0], 3),
+                         "accuracy high": round(probe["interval"][1], 3),
                          "always the majority": round(probe["majority_accuracy"], 3),
                          "test images": probe["test_images"]})
-    columns = ["model", "seed", "encoder", "what", "balanced accuracy", "balanced 95% CI", "accuracy",
-               "accuracy 95% CI", "always the majority", "test images"]
+    columns = ["model", "seed", "encoder", "what", "balanced accuracy", "balanced low", "balanced high", "accuracy",
+               "accuracy low", "accuracy high", "always the majority", "test images"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def _bounds(text: str) -> tuple[float, float]:
-    low, high = (float(x) for x in str(text).split(" to "))
-    return low, high
+def _balanced_interval(row: pd.Series) -> str:
+    """'0.509 to 0.539': a probe row's balanced-accuracy interval."""
+    return f"{row['balanced low']:.3f} to {row['balanced high']:.3f}"
 
 
 def probe_words(table: pd.DataFrame) -> str:
@@ -354,20 +355,19 @@ def probe_words(table: pd.DataFrame) -> str:
     autoencoder, unet = LABELS["autoencoder"], LABELS["unet"]
     if (autoencoder, "trained") in rows.index and (autoencoder, "initial") in rows.index:
         trained, initial = rows.loc[(autoencoder, "trained")], rows.loc[(autoencoder, "initial")]
-        (t_low, t_high), (i_low, i_high) = _bounds(trained["balanced 95% CI"]), _bounds(initial["balanced 95% CI"])
-        if t_low > i_high:
+        if trained["balanced low"] > initial["balanced high"]:
             relation = "**above** that of the same encoder with random weights"
-        elif t_high < i_low:
+        elif trained["balanced high"] < initial["balanced low"]:
             relation = "**below** that of the same encoder with random weights"
         else:
             relation = "**not distinguishable** from that of the same encoder with random weights (the intervals overlap)"
         words.append(f"The autoencoder's encoder tells cats from dogs with a balanced accuracy of "
-                     f"{trained['balanced accuracy']:.3f} ({trained['balanced 95% CI']}; chance is 0.5), {relation} "
-                     f"({initial['balanced accuracy']:.3f}, {initial['balanced 95% CI']}).")
+                     f"{trained['balanced accuracy']:.3f} ({_balanced_interval(trained)}; chance is 0.5), {relation} "
+                     f"({initial['balanced accuracy']:.3f}, {_balanced_interval(initial)}).")
     if (unet, "trained") in rows.index:
-        row = rows.loc[(unet, "trained")]
         words.append(f"The UNet's own encoder, trained to label cats and dogs, reaches "
-                     f"{row['balanced accuracy']:.3f} ({row['balanced 95% CI']}).")
+                     f"{rows.loc[(unet, 'trained'), 'balanced accuracy']:.3f} "
+                     f"({_balanced_interval(rows.loc[(unet, 'trained')])}).")
     return " ".join(words) or "The probe is recorded, but not for the autoencoder or the UNet."
 
 

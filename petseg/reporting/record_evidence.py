@@ -83,46 +83,45 @@ def _study_stems(per_image: pd.DataFrame, breeds: Sequence[str] = PANEL_BREEDS) 
 
 
 def _species_and_breed(prepared: Any, stems: Sequence[str]) -> pd.DataFrame:
-    by_stem = {sample.stem: sample for sample in prepared.report.usable}
-    return pd.DataFrame({"stem": list(stems), "species": [by_stem[s].species for s in stems],
-                         "breed": [by_stem[s].breed for s in stems]})
+    from petseg.reporting.tables import breed_lookup
+
+    breeds, species = breed_lookup(prepared)
+    return pd.DataFrame({"stem": list(stems), "species": [species[s] for s in stems],
+                         "breed": [breeds[s] for s in stems]})
 
 
 def run_evidence(run_dir: str | Path, prepared: Any, device: str | None = None) -> tuple[pd.DataFrame | None, dict]:
-    """The per-image table and the extra record fields (``mask_panel``, ``calibration``) of a finished run.
-
-    A reconstruction run (the autoencoder) gets per-image SSIM and PSNR and the species probe."""
+    """The per-image table and the extra record fields (``mask_panel``, ``calibration``, ``species_probe``) of a
+    finished run. A reconstruction run (the autoencoder) gets per-image SSIM and PSNR and the species probe; a
+    prompted run its saved per-image table only."""
     from petseg.experiment import Run, evaluate_segmentation
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "experiment.json").read_text())["config"]
     task = config["task"]
+    stems = prepared.stems("test")
+    test_set = prepared.dataset("test", augment=False)
+    model = Run(run_dir, config, {}, reused=True).load_model() if task != "prompted" else None
     if task == "reconstruction":  # per-image SSIM and PSNR, so the reconstruction quality has an interval too
         from petseg.evaluation.reconstruction import per_image_reconstruction
 
-        model = Run(run_dir, config, {}, reused=True).load_model()
-        quality = per_image_reconstruction(model, prepared.dataset("test", augment=False))
-        quality.insert(0, "stem", prepared.stems("test"))
-        table = _species_and_breed(prepared, prepared.stems("test")).merge(quality, on="stem")
+        quality = per_image_reconstruction(model, test_set)
+        quality.insert(0, "stem", stems)
+        table = _species_and_breed(prepared, stems).merge(quality, on="stem")
         return table, {"species_probe": species_probe_record(model, config, prepared)}
-    stems = prepared.stems("test")
     saved = run_dir / "per_image_test.csv"
     per_image = pd.read_csv(saved) if saved.is_file() else None
-    model = None
     if task == "segmentation" and not has_confusion(per_image):  # recorded before the confusion columns existed
-        model = Run(run_dir, config, {}, reused=True).load_model()
-        _, per_image = evaluate_segmentation(model, prepared.dataset("test", augment=False), device=device)
+        _, per_image = evaluate_segmentation(model, test_set, device=device)
         per_image.insert(0, "stem", stems)
     if per_image is None:
         raise FileNotFoundError(f"{saved} missing: the run did not finish its test evaluation")
     per_image = _species_and_breed(prepared, list(per_image["stem"])).merge(per_image, on="stem")
-    extra: dict[str, Any] = {}
-    if task == "segmentation":
-        model = model if model is not None else Run(run_dir, config, {}, reused=True).load_model()
-        extra["mask_panel"] = _mask_panel(model, prepared, per_image, device)
-        extra["calibration"] = _calibration(model, prepared)
-        extra["species_probe"] = species_probe_record(model, config, prepared)
-    return per_image, extra
+    if task != "segmentation":
+        return per_image, {}
+    return per_image, {"mask_panel": _mask_panel(model, prepared, per_image, device),
+                       "calibration": _calibration(model, test_set),
+                       "species_probe": species_probe_record(model, config, prepared)}
 
 
 INITIAL_ENCODERS = {"efficientnet_unet": "ImageNet EfficientNet-Lite0", "ae_unet": "the autoencoder's"}
@@ -135,11 +134,12 @@ def species_probe_record(model: Any, config: dict, prepared: Any, train_limit: i
     from petseg.evaluation.probe import probe_model
     from petseg.models import build_model
     from petseg.reporting.evidence import interval
+    from petseg.reporting.tables import breed_lookup
     from petseg.training.seeds import seed_everything
 
     seed_everything(int(config.get("train", {}).get("seed", 0)))
     initial = build_model(config["model"])
-    by_stem = {sample.stem: sample.species for sample in prepared.report.usable}
+    _, by_stem = breed_lookup(prepared)
     result = {}
     for name, encoder_model, what in (("trained", model, "after training"),
                                       ("initial", initial, INITIAL_ENCODERS.get(config["model"]["name"],
@@ -165,20 +165,21 @@ def _mask_panel(model: Any, prepared: Any, per_image: pd.DataFrame, device: str 
     from petseg.experiment import predict
 
     stems = panel_stems(per_image)
+    study = len(_study_stems(per_image))
     position = {stem: index for index, stem in enumerate(prepared.stems("test"))}
     predicted = predict(model, prepared.dataset("test", augment=False), [position[s] for s in stems],
                         device=device)["probabilities"].argmax(axis=1)
     row = per_image.set_index("stem")
     return {"stems": stems,
-            "why": ["study panel" if i < len(_study_stems(per_image)) else "hardest" for i in range(len(stems))],
+            "why": ["study panel" if i < study else "hardest" for i in range(len(stems))],
             "miou": [round(float(row.loc[s, "miou"]), 4) for s in stems],
             "masks": [encode_mask(mask) for mask in predicted]}
 
 
-def _calibration(model: Any, prepared: Any) -> dict[str, Any]:
+def _calibration(model: Any, test_set: Any) -> dict[str, Any]:
     from petseg.evaluation.calibration import model_reliability
 
-    reliability = model_reliability(model, prepared.dataset("test", augment=False))
+    reliability = model_reliability(model, test_set)
     return {"edges": [round(float(e), 4) for e in reliability.edges],
             "counts": [int(c) for c in reliability.counts],
             "confidence": [None if np.isnan(c) else round(float(c), 5) for c in reliability.confidence],

@@ -28,8 +28,8 @@ import pandas as pd
 
 from petseg.paths import RECORDED_RUNS_DIR, recorded_runs_dir
 
-__all__ = ["ABLATIONS", "load_per_image", "load_reference_results", "without_machine_paths", "record_reference_runs", "record_run",
-           "recorded_ablations", "recorded_summary", "reference_table"]
+__all__ = ["ABLATIONS", "load_per_image", "load_reference_results", "record_reference_runs", "record_run",
+           "recorded_ablations", "recorded_summary", "reference_table", "without_machine_paths"]
 
 logger = logging.getLogger(__name__)
 
